@@ -1,0 +1,26 @@
+// Process-level helpers of the master: logging set-up, daemonizing, pid file, privileges.
+#pragma once
+
+#include <string>
+
+#include "mtpolicyd/core/Config.h"
+
+namespace mtp {
+
+struct RunOptions {
+    std::string configFile;
+    bool foreground = false;
+    int logLevel = -1;  // -l; -1 = use the config's log_level
+};
+
+// Chooses the log destination: log_file if set, else stderr in the foreground, else syslog.
+void setupLogging(const Config& cfg, const RunOptions& opts);
+// Forks into the background (setsid, stdio to /dev/null). Only the child returns.
+void daemonize();
+// Fails when the pid file names a live process; otherwise writes our pid.
+void writePidFile(const std::string& path);
+void removePidFile(const std::string& path);
+// Switches to user/group (from the config). No-op when neither is set. Throws on failure.
+void dropPrivileges(const std::string& user, const std::string& group, const std::vector<std::string>& chownPaths);
+
+}  // namespace mtp

@@ -1,0 +1,46 @@
+// The shared-memory scoreboard: one slot per worker, written by the worker (state, counters)
+// and read by the master to keep the number of idle workers between min_spare_servers and
+// max_spare_servers. Slots are plain atomics in an anonymous MAP_SHARED mapping created before
+// the first fork.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace mtp {
+
+enum class WorkerState : uint8_t { Free = 0, Starting, Idle, Busy, Draining };
+
+struct ScoreSlot {
+    std::atomic<int32_t> pid;
+    std::atomic<uint8_t> state;
+    std::atomic<uint64_t> requests;     // requests answered
+    std::atomic<uint64_t> connections;  // connections accepted
+    std::atomic<uint32_t> open;         // connections currently open
+
+    void set(WorkerState s) { state.store(static_cast<uint8_t>(s), std::memory_order_relaxed); }
+    WorkerState get() const { return static_cast<WorkerState>(state.load(std::memory_order_relaxed)); }
+};
+
+class Scoreboard {
+public:
+    static constexpr size_t kSlots = 1024;  // max_servers is limited to this
+
+    Scoreboard();
+    ~Scoreboard();
+    Scoreboard(const Scoreboard&) = delete;
+    Scoreboard& operator=(const Scoreboard&) = delete;
+
+    // A free slot, reset, or -1 when all are taken.
+    int allocate();
+    void release(int index);
+    ScoreSlot& slot(int index) { return slots_[index]; }
+
+private:
+    ScoreSlot* slots_;
+};
+
+}  // namespace mtp

@@ -1,0 +1,296 @@
+// The master: supervises workers from the scoreboard, reloads on HUP, stops on TERM/INT/QUIT.
+//
+// The master blocks the signals it handles and takes them synchronously with sigtimedwait()
+// once a second, so no handler ever runs inside library code and forking is always safe.
+// It owns the Config (replaced on a successful reload), the listening sockets and the
+// scoreboard; workers get copies of all three at fork.
+#include "config.h"
+#include "mtpolicyd/server/Master.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <map>
+
+#include "mtpolicyd/server/Listener.h"
+#include "mtpolicyd/server/Scoreboard.h"
+#include "mtpolicyd/server/Worker.h"
+#include "mtpolicyd/util/Errors.h"
+#include "mtpolicyd/util/Log.h"
+
+#include <sys/mman.h>
+
+namespace mtp {
+
+Scoreboard::Scoreboard() {
+    void* p = mmap(nullptr, sizeof(ScoreSlot) * kSlots, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw SystemError("mmap scoreboard", errno);
+    slots_ = static_cast<ScoreSlot*>(p);  // zero-filled: every slot Free
+}
+
+Scoreboard::~Scoreboard() { munmap(slots_, sizeof(ScoreSlot) * kSlots); }
+
+int Scoreboard::allocate() {
+    for (size_t i = 0; i < kSlots; ++i) {
+        if (slots_[i].get() == WorkerState::Free && slots_[i].pid.load() == 0) {
+            slots_[i].requests.store(0);
+            slots_[i].connections.store(0);
+            slots_[i].open.store(0);
+            slots_[i].set(WorkerState::Starting);
+            return static_cast<int>(i);
+        }
+    }
+    return -1;
+}
+
+void Scoreboard::release(int index) {
+    slots_[index].pid.store(0);
+    slots_[index].set(WorkerState::Free);
+}
+
+namespace {
+
+struct Child {
+    int slot;
+    unsigned generation;
+    time_t started;
+    bool retiring = false;
+    time_t retiredAt = 0;
+};
+
+class Master {
+public:
+    Master(std::unique_ptr<Config> cfg, const RunOptions& opts) : cfg_(std::move(cfg)), opts_(opts) {}
+    int run();
+
+private:
+    void spawn();
+    void reap();
+    void manage();
+    void reload();
+    void retire(pid_t pid, Child& c);
+    void shutdown(int sig);
+
+    std::unique_ptr<Config> cfg_;
+    RunOptions opts_;
+    std::vector<Listener> listeners_;
+    Scoreboard board_;
+    std::map<pid_t, Child> children_;
+    unsigned generation_ = 1;
+    int failures_ = 0;
+    time_t nextSpawn_ = 0;
+    bool stopping_ = false;
+};
+
+void Master::spawn() {
+    int slot = board_.allocate();
+    if (slot < 0) {
+        MTP_LOG(log::Err, "scoreboard full: cannot start another worker");
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        MTP_LOG(log::Err, "fork failed: %s", std::strerror(errno));
+        board_.release(slot);
+        return;
+    }
+    if (pid == 0) {
+        board_.slot(slot).pid.store(getpid());
+        int rc = runWorker(*cfg_, listeners_, board_.slot(slot));
+        _exit(rc);
+    }
+    board_.slot(slot).pid.store(pid);
+    children_[pid] = Child{slot, generation_, time(nullptr)};
+    MTP_LOG(log::Info, "started worker %d", static_cast<int>(pid));
+}
+
+void Master::reap() {
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        auto it = children_.find(pid);
+        if (it == children_.end()) continue;
+        Child c = it->second;
+        children_.erase(it);
+        ScoreSlot& s = board_.slot(c.slot);
+        uint64_t served = s.requests.load() + s.connections.load();
+        board_.release(c.slot);
+        bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        std::string how = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))
+                                              : "exit status " + std::to_string(WEXITSTATUS(status));
+        if (clean || c.retiring) {
+            MTP_LOG(log::Info, "worker %d finished (%s)", static_cast<int>(pid), how.c_str());
+            continue;
+        }
+        time_t now = time(nullptr);
+        if (served == 0 && now - c.started < 10) {
+            ++failures_;
+            int delay = std::min(60, 1 << std::min(failures_ - 1, 6));
+            nextSpawn_ = now + delay;
+            MTP_LOG(log::Err, "worker %d died before serving any request (%s); next start in %d s",
+                    static_cast<int>(pid), how.c_str(), delay);
+        } else {
+            failures_ = 0;
+            MTP_LOG(log::Err, "worker %d died (%s); starting a replacement", static_cast<int>(pid), how.c_str());
+        }
+    }
+}
+
+void Master::retire(pid_t pid, Child& c) {
+    if (c.retiring) return;
+    c.retiring = true;
+    c.retiredAt = time(nullptr);
+    kill(pid, SIGTERM);
+}
+
+void Master::manage() {
+    time_t now = time(nullptr);
+    int total = 0, idle = 0;
+    pid_t idlePid = 0;
+    for (auto& kv : children_) {
+        Child& c = kv.second;
+        if (c.retiring) {
+            // Workers drain within request_timeout; this is the backstop.
+            if (now - c.retiredAt > cfg_->requestTimeout + 10) kill(kv.first, SIGKILL);
+            continue;
+        }
+        WorkerState st = board_.slot(c.slot).get();
+        if (st == WorkerState::Draining) continue;  // leaving after max_requests
+        ++total;
+        if (st == WorkerState::Idle || st == WorkerState::Starting) {
+            ++idle;
+            idlePid = kv.first;
+        }
+    }
+    if (stopping_) return;
+    int need = std::max(cfg_->minServers - total, cfg_->minSpareServers - idle);
+    need = std::min(need, cfg_->maxServers - total);
+    if (need > 0 && now >= nextSpawn_) {
+        if (failures_ > 0) {
+            spawn();  // one at a time while workers keep dying young
+            nextSpawn_ = now + std::min(60, 1 << std::min(failures_ - 1, 6));
+        } else {
+            for (int i = 0; i < need; ++i) spawn();
+        }
+    } else if (idle > cfg_->maxSpareServers && total > cfg_->minServers && idlePid) {
+        MTP_LOG(log::Info, "%d idle workers (max_spare_servers %d): stopping worker %d", idle,
+                cfg_->maxSpareServers, static_cast<int>(idlePid));
+        retire(idlePid, children_[idlePid]);
+    }
+}
+
+void Master::reload() {
+    MTP_LOG(log::Notice, "SIGHUP: reloading configuration from %s", cfg_->file.c_str());
+    std::unique_ptr<Config> next;
+    std::vector<Listener> listeners;
+    try {
+        next = Config::load(cfg_->file);
+        listeners = bindListeners(next->listen, listeners_);
+    } catch (const std::exception& e) {
+        MTP_LOG(log::Err, "reload failed, keeping the running configuration: %s", e.what());
+        return;
+    }
+    for (auto& l : listeners_) closeListener(l, true);  // those the new config no longer has
+    listeners_ = std::move(listeners);
+    if (next->user != cfg_->user || next->group != cfg_->group || next->pidFile != cfg_->pidFile)
+        MTP_LOG(log::Warning, "user, group and pid_file changes take effect after a restart");
+    try {
+        setupLogging(*next, opts_);
+    } catch (const std::exception& e) {
+        MTP_LOG(log::Err, "reload: cannot set up logging: %s", e.what());
+    }
+    cfg_ = std::move(next);
+    ++generation_;
+    failures_ = 0;
+    nextSpawn_ = 0;
+    // New workers first, so that the listening sockets always have someone accepting.
+    for (int i = 0; i < cfg_->minServers; ++i) spawn();
+    for (auto& kv : children_)
+        if (kv.second.generation != generation_) retire(kv.first, kv.second);
+    MTP_LOG(log::Notice, "configuration reloaded: %zu virtual hosts, %zu listening sockets", cfg_->vhosts.size(),
+            listeners_.size());
+}
+
+void Master::shutdown(int sig) {
+    MTP_LOG(log::Notice, "Server closing! (signal %d)", sig);
+    stopping_ = true;
+    for (auto& kv : children_) retire(kv.first, kv.second);
+    time_t deadline = time(nullptr) + cfg_->requestTimeout + 5;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    while (!children_.empty() && time(nullptr) < deadline) {
+        timespec ts{0, 200 * 1000 * 1000};
+        sigtimedwait(&set, nullptr, &ts);
+        reap();
+    }
+    for (auto& kv : children_) kill(kv.first, SIGKILL);
+    while (!children_.empty()) {
+        int status;
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid < 0) break;
+        auto it = children_.find(pid);
+        if (it != children_.end()) {
+            board_.release(it->second.slot);
+            children_.erase(it);
+        }
+    }
+    for (auto& l : listeners_) closeListener(l, true);
+    removePidFile(cfg_->pidFile);
+}
+
+int Master::run() {
+    std::vector<Listener> none;
+    listeners_ = bindListeners(cfg_->listen, none);
+    if (!opts_.foreground) daemonize();
+    MTP_LOG(log::Notice, "mtpolicyd %s starting! pid(%d)", PACKAGE_VERSION, static_cast<int>(getpid()));
+    writePidFile(cfg_->pidFile);
+    std::vector<std::string> owned;
+    for (const auto& l : listeners_)
+        if (l.spec.kind == ListenSpec::Kind::Unix) owned.push_back(l.spec.path);
+    try {
+        dropPrivileges(cfg_->user, cfg_->group, owned);
+    } catch (...) {
+        removePidFile(cfg_->pidFile);
+        throw;
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD}) sigaddset(&set, s);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    MTP_LOG(log::Info, "Beginning prefork (%d processes)", cfg_->minServers);
+    manage();
+    MTP_LOG(log::Debug, "Parent ready for children.");
+    for (;;) {
+        timespec ts{1, 0};
+        siginfo_t info;
+        int sig = sigtimedwait(&set, &info, &ts);
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
+            shutdown(sig);
+            return 0;
+        }
+        if (sig == SIGHUP) {
+            log::reopen();
+            reload();
+        }
+        reap();
+        manage();
+    }
+}
+
+}  // namespace
+
+int runMaster(std::unique_ptr<Config> config, const RunOptions& opts) {
+    Master m(std::move(config), opts);
+    return m.run();
+}
+
+}  // namespace mtp

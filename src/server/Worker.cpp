@@ -1,0 +1,534 @@
+// The worker: libevent loop, connection framing, timers, and the hand-off to the plugin chain.
+//
+// Ownership: the Worker owns its event_base and every Connection (in `conns_`); a Connection
+// owns its fd, its events and its Request. A chain runs synchronously inside the read
+// callback; while it runs the worker is marked Busy in the scoreboard so the master can keep
+// enough idle workers to accept new connections.
+#include "mtpolicyd/server/Worker.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <unordered_map>
+
+#include "mtpolicyd/server/RequestParser.h"
+#include "mtpolicyd/util/Errors.h"
+#include "mtpolicyd/util/Log.h"
+
+namespace mtp {
+
+namespace {
+
+double monotonicMs() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+struct EventDeleter {
+    void operator()(event* e) const {
+        if (e) event_free(e);
+    }
+};
+using EventPtr = std::unique_ptr<event, EventDeleter>;
+
+struct BaseDeleter {
+    void operator()(event_base* b) const {
+        if (b) event_base_free(b);
+    }
+};
+
+class Worker;
+
+class Connection {
+public:
+    Connection(Worker& w, int fd, const Listener& l, std::string peer);
+    ~Connection();
+
+    Worker& worker;
+    int fd;
+    const Listener& listener;
+    std::string peer;
+    EventPtr readEv, writeEv, timer;
+    RequestParser parser;
+    Request req;
+    std::string out;
+    size_t outPos = 0;
+    uint64_t served = 0;
+    bool closeAfterWrite = false;
+    enum class Timer { None, Keepalive, Request } timerMode = Timer::None;
+};
+
+class Worker {
+public:
+    Worker(Config& cfg, const std::vector<Listener>& listeners, ScoreSlot& slot);
+    int run();
+
+    void onAccept(const Listener& l);
+    void onRead(Connection& c);
+    void onWrite(Connection& c);
+    void onTimer(Connection& c);
+    void startDrain(const char* why);
+    void close(Connection& c);
+    void onHousekeeping() { sessions_.expire(time(nullptr)); }
+    void forceStop() {
+        conns_.clear();
+        event_base_loopbreak(base_.get());
+    }
+    const Limits& limits() const { return cfg_.limits; }
+
+private:
+    void process(Connection& c);
+    bool flush(Connection& c);  // false when the connection was closed
+    void armTimer(Connection& c);
+    void pauseAccepting();
+    void resumeAccepting();
+    void checkDrained();
+
+    Config& cfg_;
+    const std::vector<Listener>& listeners_;
+    ScoreSlot& slot_;
+    std::unique_ptr<event_base, BaseDeleter> base_;
+    std::vector<EventPtr> listenEvents_;
+    std::vector<EventPtr> signalEvents_;
+    EventPtr housekeeping_, resumeTimer_, drainTimer_;
+    std::unordered_map<Connection*, std::unique_ptr<Connection>> conns_;
+    SessionStore sessions_;
+    const timeval* keepaliveTv_ = nullptr;
+    const timeval* requestTv_ = nullptr;
+    uint64_t accepted_ = 0;
+    bool draining_ = false;
+    bool accepting_ = true;
+    time_t lastFdWarning_ = 0;
+    char buf_[65536];
+};
+
+// --- libevent trampolines: nothing may escape into C ------------------------------------
+
+template <typename F>
+void guarded(const char* where, F&& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        MTP_LOG(log::Err, "internal error in %s: %s", where, e.what());
+    } catch (...) {
+        MTP_LOG(log::Err, "internal error in %s", where);
+    }
+}
+
+struct ListenArg {
+    Worker* w;
+    const Listener* l;
+};
+
+void acceptCb(evutil_socket_t, short, void* arg) {
+    auto* a = static_cast<ListenArg*>(arg);
+    guarded("accept", [&] { a->w->onAccept(*a->l); });
+}
+
+void readCb(evutil_socket_t, short, void* arg) {
+    auto* c = static_cast<Connection*>(arg);
+    guarded("read", [&] { c->worker.onRead(*c); });
+}
+
+void writeCb(evutil_socket_t, short, void* arg) {
+    auto* c = static_cast<Connection*>(arg);
+    guarded("write", [&] { c->worker.onWrite(*c); });
+}
+
+void timerCb(evutil_socket_t, short, void* arg) {
+    auto* c = static_cast<Connection*>(arg);
+    guarded("timer", [&] { c->worker.onTimer(*c); });
+}
+
+void signalCb(evutil_socket_t sig, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    guarded("signal", [&] { w->startDrain(sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT"); });
+}
+
+std::vector<std::unique_ptr<ListenArg>> g_listenArgs;
+
+// ----------------------------------------------------------------------------------------
+
+Connection::Connection(Worker& w, int fd_, const Listener& l, std::string peer_)
+    : worker(w), fd(fd_), listener(l), peer(std::move(peer_)), parser(w.limits()) {}
+
+Connection::~Connection() {
+    readEv.reset();
+    writeEv.reset();
+    timer.reset();
+    if (fd >= 0) ::close(fd);
+}
+
+std::string peerName(int fd, const Listener& l) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (ss.ss_family == AF_INET) {
+            auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+            return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+        }
+        if (ss.ss_family == AF_INET6) {
+            auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+        }
+    }
+    return "unix:" + l.address;
+}
+
+Worker::Worker(Config& cfg, const std::vector<Listener>& listeners, ScoreSlot& slot)
+    : cfg_(cfg),
+      listeners_(listeners),
+      slot_(slot),
+      base_(event_base_new()),
+      sessions_(cfg.sessionExpire, cfg.sessionMaxEntries) {
+    if (!base_) throw std::runtime_error("event_base_new failed");
+    // Common timeouts: thousands of identical idle timers cost O(1) each in libevent.
+    if (cfg_.keepaliveTimeout > 0) {
+        timeval tv{cfg_.keepaliveTimeout, 0};
+        keepaliveTv_ = event_base_init_common_timeout(base_.get(), &tv);
+    }
+    timeval rtv{cfg_.requestTimeout, 0};
+    requestTv_ = event_base_init_common_timeout(base_.get(), &rtv);
+}
+
+int Worker::run() {
+    for (const auto& l : listeners_) {
+        g_listenArgs.push_back(std::make_unique<ListenArg>(ListenArg{this, &l}));
+        EventPtr ev(event_new(base_.get(), l.fd, EV_READ | EV_PERSIST, acceptCb, g_listenArgs.back().get()));
+        event_add(ev.get(), nullptr);
+        listenEvents_.push_back(std::move(ev));
+    }
+    for (int sig : {SIGTERM, SIGINT, SIGQUIT}) {
+        EventPtr ev(evsignal_new(base_.get(), sig, signalCb, this));
+        event_add(ev.get(), nullptr);
+        signalEvents_.push_back(std::move(ev));
+    }
+    housekeeping_.reset(event_new(
+        base_.get(), -1, EV_PERSIST,
+        [](evutil_socket_t, short, void* arg) {
+            auto* w = static_cast<Worker*>(arg);
+            guarded("housekeeping", [&] { w->onHousekeeping(); });
+        },
+        this));
+    timeval hk{5, 0};
+    event_add(housekeeping_.get(), &hk);
+    slot_.set(WorkerState::Idle);
+    event_base_dispatch(base_.get());
+    conns_.clear();
+    return 0;
+}
+
+void Worker::pauseAccepting() {
+    if (!accepting_) return;
+    accepting_ = false;
+    for (auto& ev : listenEvents_) event_del(ev.get());
+    if (!resumeTimer_)
+        resumeTimer_.reset(evtimer_new(
+            base_.get(),
+            [](evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->resumeAccepting(); }, this));
+    timeval tv{0, 100000};
+    evtimer_add(resumeTimer_.get(), &tv);
+}
+
+void Worker::resumeAccepting() {
+    if (draining_ || accepting_) return;
+    accepting_ = true;
+    for (auto& ev : listenEvents_) event_add(ev.get(), nullptr);
+}
+
+void Worker::onAccept(const Listener& l) {
+    // A few per wake-up, so that the workers woken together share a burst of connections.
+    for (int i = 0; i < 4 && !draining_; ++i) {
+        int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                time_t now = time(nullptr);
+                if (now - lastFdWarning_ >= 10) {
+                    MTP_LOG(log::Err, "cannot accept on %s: %s (%zu connections open); pausing accept",
+                            l.address.c_str(), std::strerror(errno), conns_.size());
+                    lastFdWarning_ = now;
+                }
+                pauseAccepting();
+                return;
+            }
+            MTP_LOG(log::Err, "accept on %s failed: %s", l.address.c_str(), std::strerror(errno));
+            return;
+        }
+        if (l.spec.kind == ListenSpec::Kind::Tcp) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        auto conn = std::make_unique<Connection>(*this, fd, l, peerName(fd, l));
+        Connection* c = conn.get();
+        MTP_LOG(log::Debug, "accepted connection on port %s from %s", l.key().c_str(), c->peer.c_str());
+        if (!cfg_.vhostForKey(l.key()) && !cfg_.vhostByPolicyContext) {
+            MTP_LOG(log::Err, "[%s]: no virtual host defined for port %s: closing connection from %s",
+                    l.key().c_str(), l.key().c_str(), c->peer.c_str());
+            continue;  // conn is destroyed, fd closed
+        }
+        c->readEv.reset(event_new(base_.get(), fd, EV_READ | EV_PERSIST, readCb, c));
+        c->timer.reset(evtimer_new(base_.get(), timerCb, c));
+        event_add(c->readEv.get(), nullptr);
+        conns_.emplace(c, std::move(conn));
+        armTimer(*c);
+        slot_.connections.fetch_add(1, std::memory_order_relaxed);
+        slot_.open.store(static_cast<uint32_t>(conns_.size()), std::memory_order_relaxed);
+        ++accepted_;
+        if (cfg_.maxRequests > 0 && accepted_ >= static_cast<uint64_t>(cfg_.maxRequests)) {
+            startDrain("max_requests reached");
+            return;
+        }
+    }
+}
+
+void Worker::armTimer(Connection& c) {
+    if (c.parser.inRequest()) {
+        if (c.timerMode != Connection::Timer::Request) {
+            evtimer_add(c.timer.get(), requestTv_);
+            c.timerMode = Connection::Timer::Request;
+        }
+    } else if (keepaliveTv_) {
+        evtimer_add(c.timer.get(), keepaliveTv_);
+        c.timerMode = Connection::Timer::Keepalive;
+    } else if (c.timerMode != Connection::Timer::None) {
+        evtimer_del(c.timer.get());
+        c.timerMode = Connection::Timer::None;
+    }
+}
+
+void Worker::onTimer(Connection& c) {
+    if (c.timerMode == Connection::Timer::Request)
+        MTP_LOG(log::Warning, "[%s]: request timed out: closing connection from %s", c.listener.key().c_str(),
+                c.peer.c_str());
+    else
+        MTP_LOG(log::Info, "[%s]: keepalive timeout: closing connection from %s", c.listener.key().c_str(),
+                c.peer.c_str());
+    close(c);
+}
+
+void Worker::close(Connection& c) {
+    conns_.erase(&c);  // destroys the connection: events freed, fd closed
+    slot_.open.store(static_cast<uint32_t>(conns_.size()), std::memory_order_relaxed);
+    if (draining_) checkDrained();
+}
+
+void Worker::onRead(Connection& c) {
+    ssize_t n = ::recv(c.fd, buf_, sizeof buf_, 0);
+    if (n == 0) {
+        if (c.parser.inRequest())
+            MTP_LOG(log::Info, "[%s]: connection closed by peer %s in the middle of a request",
+                    c.listener.key().c_str(), c.peer.c_str());
+        else
+            MTP_LOG(log::Debug, "[%s]: connection closed by peer %s", c.listener.key().c_str(), c.peer.c_str());
+        close(c);
+        return;
+    }
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+        MTP_LOG(log::Err, "[%s]: error while reading request from %s: %s", c.listener.key().c_str(),
+                c.peer.c_str(), std::strerror(errno));
+        close(c);
+        return;
+    }
+    size_t off = 0;
+    while (off < static_cast<size_t>(n)) {
+        size_t consumed = 0;
+        auto st = c.parser.feed(buf_ + off, n - off, consumed, c.req.attrs);
+        off += consumed;
+        if (st == RequestParser::Status::Error) {
+            MTP_LOG(log::Err, "[%s]: error while reading request from %s: %s", c.listener.key().c_str(),
+                    c.peer.c_str(), c.parser.error().c_str());
+            close(c);
+            return;
+        }
+        if (st == RequestParser::Status::NeedMore) break;
+        // A complete request: the connection object may be closed inside process().
+        Connection* cp = &c;
+        process(c);
+        if (!conns_.count(cp)) return;
+        if (c.closeAfterWrite) {
+            // Anything the client sent after this request is dropped with the connection.
+            event_del(c.readEv.get());
+            if (c.outPos >= c.out.size()) close(c);
+            return;
+        }
+    }
+    armTimer(c);
+}
+
+void Worker::process(Connection& c) {
+    double start = monotonicMs();
+    slot_.set(WorkerState::Busy);
+    Request& r = c.req;
+    const VirtualHost* vh = nullptr;
+    if (cfg_.vhostByPolicyContext) {
+        const std::string* ctx = r.attr("policy_context");
+        if (ctx && !ctx->empty()) vh = cfg_.vhostByName(*ctx);
+    }
+    if (!vh) vh = cfg_.vhostForKey(c.listener.key());
+    if (!vh) {
+        slot_.set(draining_ ? WorkerState::Draining : WorkerState::Idle);
+        MTP_LOG(log::Err, "[%s]: no virtual host defined for port %s (policy_context '%s'): closing connection",
+                c.listener.key().c_str(), c.listener.key().c_str(), r.get("policy_context").c_str());
+        close(c);
+        return;
+    }
+    r.vhost = vh;
+    r.session = &sessions_.acquire(r.get("instance"), time(nullptr));
+    bool ok = true;
+    try {
+        if (log::enabled(log::Debug)) {
+            std::string dump;
+            for (const auto& kv : r.attrs) dump += (dump.empty() ? "" : ", ") + kv.first + "=" + kv.second;
+            log::write(log::Debug, "%s: request: %s", vh->name.c_str(), dump.c_str());
+        }
+        vh->chain.run(r);
+    } catch (const std::exception& e) {
+        MTP_LOG(log::Err, "%s: error while processing request from %s (instance %s): %s", vh->name.c_str(),
+                c.peer.c_str(), r.get("instance").c_str(), e.what());
+        ok = false;
+    }
+    double elapsed = monotonicMs() - start;
+    slot_.set(draining_ ? WorkerState::Draining : WorkerState::Idle);
+    if (ok && elapsed > cfg_.requestTimeout * 1000.0) {
+        MTP_LOG(log::Warning, "%s: request timed out after %.0f ms (request_timeout %d s): closing connection from %s",
+                vh->name.c_str(), elapsed, cfg_.requestTimeout, c.peer.c_str());
+        ok = false;
+    }
+    if (!ok) {
+        close(c);  // no reply: Postfix applies its default_action
+        return;
+    }
+    std::string result;
+    if (r.result.actions.empty()) {
+        c.out += "action=dunno\n";
+    } else {
+        for (const auto& a : r.result.actions) {
+            c.out += "action=";
+            c.out += a;
+            c.out += '\n';
+        }
+    }
+    c.out += '\n';
+    if (log::enabled(log::Warning)) {
+        for (const auto& a : r.result.actions) result += (result.empty() ? "" : ",") + a;
+        log::write(log::Warning, "%s: instance=%s, type=%s, client=%s, t=%.3fms, plugin=%s, result=%s",
+                   vh->name.c_str(), r.get("instance").c_str(), r.type().c_str(), r.get("client_address").c_str(),
+                   elapsed, r.result.plugin.c_str(), result.empty() ? "dunno" : result.c_str());
+    }
+    ++c.served;
+    slot_.requests.fetch_add(1, std::memory_order_relaxed);
+    if ((cfg_.maxKeepalive > 0 && c.served >= static_cast<uint64_t>(cfg_.maxKeepalive)) || draining_)
+        c.closeAfterWrite = true;
+    r.clear();
+    if (c.timerMode != Connection::Timer::None) {
+        evtimer_del(c.timer.get());
+        c.timerMode = Connection::Timer::None;
+    }
+    flush(c);
+}
+
+bool Worker::flush(Connection& c) {
+    while (c.outPos < c.out.size()) {
+        ssize_t n = ::send(c.fd, c.out.data() + c.outPos, c.out.size() - c.outPos, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (c.out.size() - c.outPos > 1 << 20) {
+                    MTP_LOG(log::Err, "[%s]: %s does not read its answers: closing connection",
+                            c.listener.key().c_str(), c.peer.c_str());
+                    close(c);
+                    return false;
+                }
+                if (!c.writeEv) c.writeEv.reset(event_new(base_.get(), c.fd, EV_WRITE, writeCb, &c));
+                event_add(c.writeEv.get(), requestTv_);
+                return true;
+            }
+            MTP_LOG(log::Info, "[%s]: error writing to %s: %s", c.listener.key().c_str(), c.peer.c_str(),
+                    std::strerror(errno));
+            close(c);
+            return false;
+        }
+        c.outPos += static_cast<size_t>(n);
+    }
+    c.out.clear();
+    c.outPos = 0;
+    if (c.closeAfterWrite) {
+        close(c);
+        return false;
+    }
+    return true;
+}
+
+void Worker::onWrite(Connection& c) {
+    if (flush(c) && !c.closeAfterWrite) armTimer(c);
+}
+
+void Worker::startDrain(const char* why) {
+    if (draining_) return;
+    draining_ = true;
+    MTP_LOG(log::Info, "worker %d stopping (%s): %zu connections open", static_cast<int>(getpid()), why,
+            conns_.size());
+    slot_.set(WorkerState::Draining);
+    for (auto& ev : listenEvents_) event_del(ev.get());
+    if (resumeTimer_) evtimer_del(resumeTimer_.get());
+    // Idle connections that have been used go now; the others get to finish their request.
+    std::vector<Connection*> idle;
+    for (auto& kv : conns_) {
+        Connection* c = kv.first;
+        if (!c->parser.inRequest() && c->outPos >= c->out.size() && c->served > 0) idle.push_back(c);
+        else c->closeAfterWrite = true;
+    }
+    for (Connection* c : idle) close(*c);
+    drainTimer_.reset(evtimer_new(
+        base_.get(),
+        [](evutil_socket_t, short, void* arg) {
+            auto* w = static_cast<Worker*>(arg);
+            MTP_LOG(log::Info, "worker %d: drain deadline reached", static_cast<int>(getpid()));
+            w->forceStop();
+        },
+        this));
+    timeval tv{cfg_.requestTimeout, 0};
+    evtimer_add(drainTimer_.get(), &tv);
+    checkDrained();
+}
+
+void Worker::checkDrained() {
+    if (conns_.empty()) event_base_loopbreak(base_.get());
+}
+
+}  // namespace
+
+int runWorker(Config& config, const std::vector<Listener>& listeners, ScoreSlot& slot) {
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    try {
+        config.startPlugins();
+        Worker w(config, listeners, slot);
+        return w.run();
+    } catch (const std::exception& e) {
+        MTP_LOG(log::Err, "worker %d failed: %s", static_cast<int>(getpid()), e.what());
+        return 1;
+    }
+}
+
+}  // namespace mtp
