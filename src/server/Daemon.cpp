@@ -29,10 +29,27 @@ void setupLogging(const Config& cfg, const RunOptions& opts) {
         log::toSyslog(cfg.syslogIdent, cfg.syslogFacility);
 }
 
-void daemonize() {
+int daemonize() {
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0) throw SystemError("pipe", errno);
     pid_t pid = fork();
     if (pid < 0) throw SystemError("fork", errno);
-    if (pid > 0) _exit(0);
+    if (pid > 0) {
+        // The parent reports how start-up went, so that init scripts see failures.
+        ::close(pipefd[1]);
+        // One short message (atomic on a pipe), or EOF when the child died first.
+        std::string msg;
+        char buf[512];
+        ssize_t n;
+        while ((n = ::read(pipefd[0], buf, sizeof buf)) < 0 && errno == EINTR) {
+        }
+        if (n > 0) msg.assign(buf, n);
+        if (msg == "ok") _exit(0);
+        if (msg.empty()) msg = "the daemon exited during start-up (see the log)";
+        std::fprintf(stderr, "mtpolicyd: %s\n", msg.c_str());
+        _exit(1);
+    }
+    ::close(pipefd[0]);
     setsid();
     int null = ::open("/dev/null", O_RDWR);
     if (null >= 0) {
@@ -42,6 +59,16 @@ void daemonize() {
         if (null > 2) ::close(null);
     }
     if (chdir("/") != 0) { /* nothing sensible to do */ }
+    return pipefd[1];
+}
+
+void notifyStarted(int& fd, const std::string& error) {
+    if (fd < 0) return;
+    std::string msg = error.empty() ? "ok" : error;
+    ssize_t r = ::write(fd, msg.data(), msg.size());
+    (void)r;
+    ::close(fd);
+    fd = -1;
 }
 
 void writePidFile(const std::string& path) {

@@ -161,6 +161,7 @@ void Master::manage() {
         }
         WorkerState st = board_.slot(c.slot).get();
         if (st == WorkerState::Draining) continue;  // leaving after max_requests
+        if (failures_ > 0 && now - c.started >= 10) failures_ = 0;  // workers survive again
         ++total;
         if (st == WorkerState::Idle || st == WorkerState::Starting) {
             ++idle;
@@ -247,16 +248,22 @@ void Master::shutdown(int sig) {
 int Master::run() {
     std::vector<Listener> none;
     listeners_ = bindListeners(cfg_->listen, none);
-    if (!opts_.foreground) daemonize();
+    int readyFd = opts_.foreground ? -1 : daemonize();
     MTP_LOG(log::Notice, "mtpolicyd %s starting! pid(%d)", PACKAGE_VERSION, static_cast<int>(getpid()));
-    writePidFile(cfg_->pidFile);
+    try {
+        writePidFile(cfg_->pidFile);
+    } catch (const std::exception& e) {
+        notifyStarted(readyFd, e.what());
+        throw;
+    }
     std::vector<std::string> owned;
     for (const auto& l : listeners_)
         if (l.spec.kind == ListenSpec::Kind::Unix) owned.push_back(l.spec.path);
     try {
         dropPrivileges(cfg_->user, cfg_->group, owned);
-    } catch (...) {
+    } catch (const std::exception& e) {
         removePidFile(cfg_->pidFile);
+        notifyStarted(readyFd, e.what());
         throw;
     }
 
@@ -267,6 +274,9 @@ int Master::run() {
     signal(SIGPIPE, SIG_IGN);
 
     MTP_LOG(log::Info, "Beginning prefork (%d processes)", cfg_->minServers);
+    // Ready: every port is bound, the pid file written, privileges dropped. Workers are
+    // forked after this so that they never inherit the start-up pipe.
+    notifyStarted(readyFd, "");
     manage();
     MTP_LOG(log::Debug, "Parent ready for children.");
     for (;;) {

@@ -15,8 +15,11 @@ struct RunOptions {
 
 // Chooses the log destination: log_file if set, else stderr in the foreground, else syslog.
 void setupLogging(const Config& cfg, const RunOptions& opts);
-// Forks into the background (setsid, stdio to /dev/null). Only the child returns.
-void daemonize();
+// Forks into the background (setsid, stdio to /dev/null). Only the child returns, with the
+// write end of a pipe: the parent waits on it and exits 0 once the child calls
+// notifyStarted(fd, ""), or 1 after printing the error the child passed (or if the child died).
+int daemonize();
+void notifyStarted(int& fd, const std::string& error);
 // Fails when the pid file names a live process; otherwise writes our pid.
 void writePidFile(const std::string& path);
 void removePidFile(const std::string& path);

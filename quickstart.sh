@@ -1,0 +1,53 @@
+#!/bin/sh
+# quickstart.sh: build mtpolicyd on a Debian machine and run it, or run every test.
+#
+#   ./quickstart.sh         install missing build dependencies (apt-get, needs root), build in
+#                           ./build, and run mtpolicyd in the foreground on conf/mtpolicyd.conf
+#                           (listening on 127.0.0.1:12345; Ctrl-C stops it)
+#   ./quickstart.sh test    same set-up, then run all tests; ends with "N passed, N failed"
+set -eu
+
+mode=${1:-run}
+case "$mode" in
+    run|test) ;;
+    *) echo "usage: $0 [run|test]" >&2; exit 64 ;;
+esac
+
+top=$(cd "$(dirname "$0")" && pwd)
+cd "$top"
+
+# Build dependencies (Debian package names). Tests also need mandoc (man page lint).
+deps="g++ make autoconf automake pkgconf libevent-dev libconfig++-dev libcjson-dev libmariadb-dev libsqlite3-dev libcppunit-dev"
+[ "$mode" = test ] && deps="$deps mandoc procps"
+
+missing=""
+for p in $deps; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "quickstart: installing:$missing"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "quickstart: missing packages and not root; run as root or: apt-get install$missing" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing
+fi
+
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+    autoreconf -fi
+fi
+mkdir -p build
+cd build
+if [ ! -f Makefile ] || [ ../configure -nt config.status ]; then
+    ../configure --quiet
+fi
+jobs=$(nproc 2>/dev/null || echo 2)
+make -j"$jobs" --no-print-directory
+
+if [ "$mode" = run ]; then
+    echo "quickstart: starting mtpolicyd on 127.0.0.1:12345 (Ctrl-C to stop)"
+    exec ./mtpolicyd -f -c "$top/conf/mtpolicyd.conf"
+fi
+exec sh "$top/tests/run-tests.sh" "$top/build"
