@@ -1,5 +1,6 @@
 // mtpolicyd: command-line parsing and hand-off to the master. Nothing else lives here.
 #include <getopt.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -71,6 +72,11 @@ int main(int argc, char** argv) {
         return 64;
     }
 
+    // The daemon changes to / when it goes to the background; reloads must find the file.
+    if (!run.configFile.empty() && run.configFile[0] != '/') {
+        char cwd[4096];
+        if (getcwd(cwd, sizeof cwd)) run.configFile = std::string(cwd) + "/" + run.configFile;
+    }
     std::unique_ptr<mtp::Config> cfg;
     try {
         cfg = mtp::Config::load(run.configFile);
@@ -79,6 +85,7 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (test) {
+        for (const auto& w : cfg->warnings()) std::cerr << "mtpolicyd: warning: " << w << "\n";
         std::cout << "mtpolicyd: configuration " << run.configFile << " is valid (" << cfg->vhosts.size()
                   << " virtual hosts)\n";
         return 0;

@@ -1,6 +1,9 @@
 // Loading, validating and printing the daemon configuration.
 #include "mtpolicyd/core/Config.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <set>
 
 #include "mtpolicyd/core/Registry.h"
@@ -168,8 +171,13 @@ std::unique_ptr<Config> Config::fromTree(const ConfNode& root, const std::string
     const Options& g = c->global;
     c->user = g.str("user");
     c->group = g.str("group");
-    c->pidFile = g.str("pid_file");
-    c->logFile = g.str("log_file");
+    // Relative paths are taken from the directory of the configuration file, so that they
+    // mean the same after the daemon has changed to / and on every reload.
+    std::string dir = file.find('/') == std::string::npos ? "." : file.substr(0, file.rfind('/'));
+    if (dir.empty()) dir = "/";
+    auto absolute = [&](const std::string& p) { return p.empty() || p[0] == '/' ? p : dir + "/" + p; };
+    c->pidFile = absolute(g.str("pid_file"));
+    c->logFile = absolute(g.str("log_file"));
     c->syslogIdent = g.str("syslog_ident");
     c->syslogFacility = g.str("syslog_facility");
     if (log::facilityByName(c->syslogFacility) < 0)
@@ -246,6 +254,29 @@ std::unique_ptr<Config> Config::fromTree(const ConfNode& root, const std::string
     return c;
 }
 
+std::vector<std::string> Config::warnings() const {
+    std::vector<std::string> out;
+    for (const auto& l : listen)
+        if (!vhostForKey(l.key()))
+            out.push_back(global.whereOf("port") + ": port entry '" + l.text + "' has no virtual host with port = \"" +
+                          l.key() + "\"" +
+                          (vhostByPolicyContext ? " (only requests with a matching policy_context are served)"
+                                                : ": its connections will be closed"));
+    for (const auto& v : vhosts) {
+        bool listened = false;
+        for (const auto& l : listen) listened = listened || l.key() == v->port;
+        if (!listened)
+            out.push_back(v->where + ": virtual host '" + v->name + "': port " + v->port +
+                          " is not in the global port list" +
+                          (vhostByPolicyContext ? " (reachable by policy_context only)" : " (unreachable)"));
+    }
+    if (!user.empty() && !getpwnam(user.c_str()))
+        out.push_back(global.whereOf("user") + ": key 'user': no such user '" + user + "'");
+    if (!group.empty() && !getgrnam(group.c_str()))
+        out.push_back(global.whereOf("group") + ": key 'group': no such group '" + group + "'");
+    return out;
+}
+
 const VirtualHost* Config::vhostForKey(const std::string& key) const {
     auto it = byKey_.find(key);
     return it == byKey_.end() ? nullptr : it->second;
@@ -305,7 +336,8 @@ void Config::dump(std::ostream& os) const {
     os << "};\n\nvirtual_hosts = (\n";
     for (size_t i = 0; i < vhosts.size(); ++i) {
         const auto& v = vhosts[i];
-        os << "  {\n    name = \"" << v->name << "\";\n    port = \"" << v->port << "\";\n    plugins = (\n";
+        os << "  {\n    name = " << quoteString(v->name) << ";\n    port = " << quoteString(v->port)
+           << ";\n    plugins = (\n";
         PluginDumper{os}.chain(v->chain, 6);
         os << "    );\n  }" << (i + 1 < vhosts.size() ? "," : "") << "\n";
     }

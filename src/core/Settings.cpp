@@ -90,15 +90,6 @@ const SettingSpec* lookupSpec(const std::vector<const SettingTable*>& tables, co
     return nullptr;
 }
 
-std::string quoteValue(const std::string& v) {
-    std::string out = "\"";
-    for (char c : v) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
-
 // Converts one scalar node to the canonical text of `type`, or throws.
 std::string canonical(const ConfNode& n, const SettingSpec& spec, const std::string& context) {
     auto fail = [&](const std::string& why) {
@@ -276,19 +267,19 @@ void Options::dump(std::ostream& os, int indent) const {
                     case SettingType::List: {
                         os << "[ ";
                         for (size_t i = 0; i < v->list.size(); ++i)
-                            os << (i ? ", " : "") << quoteValue(v->list[i]);
+                            os << (i ? ", " : "") << quoteString(v->list[i]);
                         os << " ]";
                         break;
                     }
                     case SettingType::String:
-                        os << quoteValue(v->text);
+                        os << quoteString(v->text);
                         break;
                 }
                 os << ";\n";
             }
             if (s.uc) {
                 const Value* u = find("uc_" + s.name);
-                if (u) os << pad << "uc_" << s.name << " = " << quoteValue(u->text) << ";\n";
+                if (u) os << pad << "uc_" << s.name << " = " << quoteString(u->text) << ";\n";
             }
         }
 }

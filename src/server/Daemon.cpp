@@ -71,15 +71,18 @@ void notifyStarted(int& fd, const std::string& error) {
     fd = -1;
 }
 
+void checkPidFile(const std::string& path) {
+    if (path.empty()) return;
+    std::ifstream in(path);
+    long old = 0;
+    if (in >> old && old > 0 && old != getpid() && (kill(static_cast<pid_t>(old), 0) == 0 || errno == EPERM))
+        throw ConfigError("pid file " + path + " names process " + std::to_string(old) +
+                          ", which is running: is mtpolicyd already running?");
+}
+
 void writePidFile(const std::string& path) {
     if (path.empty()) return;
-    {
-        std::ifstream in(path);
-        long old = 0;
-        if (in >> old && old > 0 && old != getpid() && (kill(static_cast<pid_t>(old), 0) == 0 || errno == EPERM))
-            throw ConfigError("pid file " + path + " names process " + std::to_string(old) +
-                              ", which is running: is mtpolicyd already running?");
-    }
+    checkPidFile(path);
     std::string tmp = path + ".tmp";
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) throw SystemError("cannot write pid file " + path, errno);

@@ -34,7 +34,22 @@ std::string describe(const sockaddr* sa) {
     return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
 }
 
-void bindTcp(const ListenSpec& spec, std::vector<Listener>& out) {
+// Takes over a listener of the running configuration bound to the same address, if any.
+bool reuseListener(const std::string& address, const ListenSpec& spec, std::vector<Listener>& reuse,
+                   std::vector<Listener>& out) {
+    for (auto& old : reuse) {
+        if (old.fd >= 0 && old.address == address) {
+            Listener l = old;
+            l.spec = spec;
+            out.push_back(l);
+            old.fd = -1;  // ownership moves to the new set
+            return true;
+        }
+    }
+    return false;
+}
+
+void bindTcp(const ListenSpec& spec, std::vector<Listener>& reuse, std::vector<Listener>& out) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -54,6 +69,7 @@ void bindTcp(const ListenSpec& spec, std::vector<Listener>& out) {
             for (const auto& s : seen) dup = dup || s == addr;
             if (dup) continue;
             seen.push_back(addr);
+            if (reuseListener(addr, spec, reuse, out)) continue;
             int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
             if (fd < 0) throw SystemError("socket() for " + addr, errno);
             int one = 1;
@@ -78,7 +94,8 @@ void bindTcp(const ListenSpec& spec, std::vector<Listener>& out) {
     freeaddrinfo(res);
 }
 
-void bindUnix(const ListenSpec& spec, std::vector<Listener>& out) {
+void bindUnix(const ListenSpec& spec, std::vector<Listener>& reuse, std::vector<Listener>& out) {
+    if (reuseListener(spec.path, spec, reuse, out)) return;
     sockaddr_un sun{};
     sun.sun_family = AF_UNIX;
     std::strncpy(sun.sun_path, spec.path.c_str(), sizeof sun.sun_path - 1);
@@ -127,26 +144,17 @@ std::vector<Listener> bindListeners(const std::vector<ListenSpec>& specs, std::v
     std::vector<Listener> out;
     try {
         for (const auto& spec : specs) {
-            bool reused = false;
-            for (auto& old : reuse) {
-                if (old.fd >= 0 && old.spec.text == spec.text && old.spec.host == spec.host) {
-                    out.push_back(old);
-                    old.fd = -1;  // ownership moves to the new set
-                    reused = true;
-                }
-            }
-            if (reused) continue;
             if (spec.kind == ListenSpec::Kind::Unix)
-                bindUnix(spec, out);
+                bindUnix(spec, reuse, out);
             else
-                bindTcp(spec, out);
+                bindTcp(spec, reuse, out);
         }
     } catch (...) {
         // Give reused fds back, close the new ones.
         for (auto& l : out) {
             bool wasReused = false;
             for (auto& old : reuse)
-                if (old.fd < 0 && old.spec.text == l.spec.text && old.address == l.address) {
+                if (old.fd < 0 && old.address == l.address) {
                     old.fd = l.fd;
                     wasReused = true;
                     break;

@@ -246,6 +246,7 @@ void Master::shutdown(int sig) {
 }
 
 int Master::run() {
+    checkPidFile(cfg_->pidFile);
     std::vector<Listener> none;
     listeners_ = bindListeners(cfg_->listen, none);
     int readyFd = opts_.foreground ? -1 : daemonize();
@@ -289,6 +290,7 @@ int Master::run() {
         }
         if (sig == SIGHUP) {
             log::reopen();
+            for (auto& kv : children_) kill(kv.first, SIGHUP);  // they reopen the log too
             reload();
         }
         reap();

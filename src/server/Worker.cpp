@@ -77,6 +77,11 @@ public:
     void onAccept(const Listener& l);
     void onRead(Connection& c);
     void onWrite(Connection& c);
+    void onWriteTimeout(Connection& c) {
+        MTP_LOG(log::Warning, "[%s]: %s did not read its answer within request_timeout: closing connection",
+                c.listener.key().c_str(), c.peer.c_str());
+        close(c);
+    }
     void onTimer(Connection& c);
     void startDrain(const char* why);
     void close(Connection& c);
@@ -141,9 +146,14 @@ void readCb(evutil_socket_t, short, void* arg) {
     guarded("read", [&] { c->worker.onRead(*c); });
 }
 
-void writeCb(evutil_socket_t, short, void* arg) {
+void writeCb(evutil_socket_t, short what, void* arg) {
     auto* c = static_cast<Connection*>(arg);
-    guarded("write", [&] { c->worker.onWrite(*c); });
+    guarded("write", [&] {
+        if (what & EV_TIMEOUT)
+            c->worker.onWriteTimeout(*c);
+        else
+            c->worker.onWrite(*c);
+    });
 }
 
 void timerCb(evutil_socket_t, short, void* arg) {
@@ -153,6 +163,10 @@ void timerCb(evutil_socket_t, short, void* arg) {
 
 void signalCb(evutil_socket_t sig, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
+    if (sig == SIGHUP) {  // the master reopened the log file (rotation): follow it
+        log::reopen();
+        return;
+    }
     guarded("signal", [&] { w->startDrain(sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT"); });
 }
 
@@ -212,7 +226,7 @@ int Worker::run() {
         event_add(ev.get(), nullptr);
         listenEvents_.push_back(std::move(ev));
     }
-    for (int sig : {SIGTERM, SIGINT, SIGQUIT}) {
+    for (int sig : {SIGTERM, SIGINT, SIGQUIT, SIGHUP}) {
         EventPtr ev(evsignal_new(base_.get(), sig, signalCb, this));
         event_add(ev.get(), nullptr);
         signalEvents_.push_back(std::move(ev));
@@ -516,7 +530,7 @@ void Worker::checkDrained() {
 
 int runWorker(Config& config, const std::vector<Listener>& listeners, ScoreSlot& slot) {
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);  // until libevent installs its handler: a HUP must not kill us
     signal(SIGCHLD, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);

@@ -76,6 +76,15 @@ void replaceFirst(std::string& s, const std::string& from, const std::string& to
     if (pos != std::string::npos) s.replace(pos, from.size(), to);
 }
 
+std::string quoteString(const std::string& v) {
+    std::string out = "\"";
+    for (char c : v) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
 bool isSafeIdentifier(const std::string& name) {
     if (name.empty()) return false;
     for (unsigned char c : name)

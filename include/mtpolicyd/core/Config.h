@@ -72,6 +72,10 @@ public:
     const VirtualHost* vhostByName(const std::string& name) const;
     const ConnectionConfig* connection(const std::string& name) const;
 
+    // Things that are valid but probably not meant: a port no virtual host serves, a user or
+    // group that does not exist on this machine.
+    std::vector<std::string> warnings() const;
+
     // Prints the effective configuration, defaults included, in the native format.
     void dump(std::ostream& os) const;
 

@@ -20,6 +20,8 @@ void setupLogging(const Config& cfg, const RunOptions& opts);
 // notifyStarted(fd, ""), or 1 after printing the error the child passed (or if the child died).
 int daemonize();
 void notifyStarted(int& fd, const std::string& error);
+// Throws when the pid file names a live process (another mtpolicyd is running).
+void checkPidFile(const std::string& path);
 // Fails when the pid file names a live process; otherwise writes our pid.
 void writePidFile(const std::string& path);
 void removePidFile(const std::string& path);

@@ -21,6 +21,8 @@ bool parseNumber(const std::string& s, double& out);
 bool parseInteger(const std::string& s, long long& out);
 // Replaces the first occurrence of `from` in s with `to` (mtpolicyd's s/// without /g).
 void replaceFirst(std::string& s, const std::string& from, const std::string& to);
+// A libconfig string literal: "..." with \ and " escaped.
+std::string quoteString(const std::string& s);
 // True when name matches [A-Za-z0-9_]+ (safe to put into SQL as an identifier).
 bool isSafeIdentifier(const std::string& name);
 
