@@ -143,18 +143,18 @@ std::string ListenSpec::parse(const std::string& textIn, const std::string& defa
 namespace {
 
 void checkServerLimits(const Config& c, const Options& g) {
-    auto err = [&](const std::string& key, const std::string& msg) {
-        throw ConfigError(g.whereOf(key) + ": key '" + key + "': " + msg);
+    // Blame the key the admin wrote: with `max_servers = 2;` alone, the default min_servers
+    // of 4 is not the mistake.
+    auto check = [&](const char* lowKey, int low, const char* highKey, int high) {
+        if (low <= high) return;
+        const char* key = g.isSet(lowKey) || !g.isSet(highKey) ? lowKey : highKey;
+        throw ConfigError(g.whereOf(key) + ": key '" + key + "': " + lowKey + " (" + std::to_string(low) +
+                          (g.isSet(lowKey) ? "" : ", the default") + ") exceeds " + highKey + " (" +
+                          std::to_string(high) + (g.isSet(highKey) ? "" : ", the default") + ")");
     };
-    if (c.minServers > c.maxServers)
-        err("min_servers", "min_servers (" + std::to_string(c.minServers) + ") exceeds max_servers (" +
-                               std::to_string(c.maxServers) + ")");
-    if (c.minSpareServers > c.maxSpareServers)
-        err("min_spare_servers", "min_spare_servers (" + std::to_string(c.minSpareServers) +
-                                     ") exceeds max_spare_servers (" + std::to_string(c.maxSpareServers) + ")");
-    if (c.minSpareServers > c.maxServers)
-        err("min_spare_servers", "min_spare_servers (" + std::to_string(c.minSpareServers) +
-                                     ") exceeds max_servers (" + std::to_string(c.maxServers) + ")");
+    check("min_servers", c.minServers, "max_servers", c.maxServers);
+    check("min_spare_servers", c.minSpareServers, "max_spare_servers", c.maxSpareServers);
+    check("min_spare_servers", c.minSpareServers, "max_servers", c.maxServers);
 }
 
 }  // namespace

@@ -40,7 +40,10 @@ Session& SessionStore::acquire(const std::string& instance, time_t now) {
     }
     auto it = sessions_.find(instance);
     if (it != sessions_.end()) {
-        if (now - it->second.lastUsed > expireSeconds_) it->second.clear();
+        if (now - it->second.lastUsed > expireSeconds_) {
+            it->second.clear();
+            it->second.set("_instance", instance);
+        }
         it->second.lastUsed = now;
         return it->second;
     }

@@ -257,7 +257,13 @@ void Options::dump(std::ostream& os, int indent) const {
             } else {
                 os << pad << s.name << " = ";
                 switch (s.type) {
-                    case SettingType::Integer:
+                    case SettingType::Integer: {
+                        // libconfig needs the L suffix beyond 32 bits, or it truncates.
+                        long long n = 0;
+                        parseInteger(v->text, n);
+                        os << v->text << (n > 2147483647LL || n < -2147483648LL ? "L" : "");
+                        break;
+                    }
                     case SettingType::Number:
                         os << v->text;
                         break;
