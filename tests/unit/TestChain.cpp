@@ -13,6 +13,7 @@
 #include <string>
 
 #include "mtpolicyd/core/Config.h"
+#include "unit/TestHelpers.h"
 #include "mtpolicyd/core/Registry.h"
 #include "mtpolicyd/util/Errors.h"
 #include "mtpolicyd/util/Log.h"
@@ -28,12 +29,7 @@ using mtp::Session;
 
 namespace {
 
-// A virtual host "t" on port 12345 with the given plugin blocks.
-std::unique_ptr<Config> chainConfig(const std::string& plugins) {
-    std::string text = "virtual_hosts = ( { name = \"t\"; port = \"12345\";\n plugins = (\n" +
-                       plugins + "\n); } );\n";
-    return Config::fromTree(mtp::readLibconfigString(text, "test.conf"), "test.conf");
-}
+using testhelpers::chainConfig;
 
 // A request from 127.0.0.1 with its own session.
 struct Run {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "mtpolicyd/core/Config.h"
+#include "unit/TestHelpers.h"
 #include "mtpolicyd/util/Errors.h"
 #include "mtpolicyd/util/Log.h"
 
@@ -17,11 +18,7 @@ using mtp::Session;
 
 namespace {
 
-std::unique_ptr<Config> chainConfig(const std::string& plugins) {
-    std::string text = "virtual_hosts = ( { name = \"t\"; port = \"12345\";\n plugins = (\n" +
-                       plugins + "\n); } );\n";
-    return Config::fromTree(mtp::readLibconfigString(text, "test.conf"), "test.conf");
-}
+using testhelpers::chainConfig;
 
 // One request from 127.0.0.1; the session can be shared between several requests of a test.
 struct Run {
