@@ -16,9 +16,11 @@ esac
 top=$(cd "$(dirname "$0")" && pwd)
 cd "$top"
 
-# Build dependencies (Debian package names). Tests also need mandoc (man page lint).
-deps="g++ make autoconf automake pkgconf libevent-dev libconfig++-dev libcjson-dev libmariadb-dev libsqlite3-dev libcppunit-dev"
-[ "$mode" = test ] && deps="$deps mandoc procps"
+# Build dependencies (Debian package names); sqlite3 creates the sample database. Tests also
+# need a MariaDB server (started privately by the tests, never as a system service) and
+# mandoc (man page lint).
+deps="g++ make autoconf automake pkgconf libevent-dev libconfig++-dev libcjson-dev libmariadb-dev libsqlite3-dev libcppunit-dev sqlite3"
+[ "$mode" = test ] && deps="$deps mandoc procps mariadb-server"
 
 missing=""
 for p in $deps; do
@@ -31,8 +33,21 @@ if [ -n "$missing" ]; then
         exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
+    # Server packages must not start system services: the tests start their own.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=no
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        made_policy=yes
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $missing
+    if [ "$made_policy" = yes ]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
 fi
 
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
@@ -47,7 +62,14 @@ jobs=$(nproc 2>/dev/null || echo 2)
 make -j"$jobs" --no-print-directory
 
 if [ "$mode" = run ]; then
-    echo "quickstart: starting mtpolicyd on 127.0.0.1:12345 (Ctrl-C to stop)"
+    # The sample configuration keeps its accounting counters in SQLite.
+    db=/var/lib/mtpolicyd/mtpolicyd.sqlite
+    if [ ! -s "$db" ]; then
+        mkdir -p "$(dirname "$db")"
+        sqlite3 "$db" < "$top/sql/sqlite.sql"
+        echo "quickstart: created $db from sql/sqlite.sql"
+    fi
+    echo "quickstart: starting mtpolicyd on 127.0.0.1:12345 and :12346 (Ctrl-C to stop)"
     exec ./mtpolicyd -f -c "$top/conf/mtpolicyd.conf"
 fi
 exec sh "$top/tests/run-tests.sh" "$top/build"

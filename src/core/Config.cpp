@@ -225,7 +225,20 @@ std::unique_ptr<Config> Config::fromTree(const ConfNode& root, const std::string
             if (!table)
                 throw ConfigError(m->where() + ": " + context + ": key 'module': unsupported connection module '" +
                                   m->value + "' (supported: Sql)");
-            ConnectionConfig cc{cn.name, m->value, Options::apply(cn, {table}, context)};
+            ConnectionConfig cc{cn.name, m->value, Options::apply(cn, {table}, context), nullptr};
+            SqlSettings ss;
+            ss.name = cn.name;
+            try {
+                ss.dsn = Dsn::parse(cc.opts.str("dsn"));
+            } catch (const ConfigError& e) {
+                throw ConfigError(cc.opts.whereOf("dsn") + ": " + context + ": key 'dsn': " + e.what());
+            }
+            ss.user = cc.opts.str("user");
+            ss.password = cc.opts.str("password");
+            ss.connectTimeout = static_cast<int>(cc.opts.integer("connect_timeout"));
+            ss.readTimeout = static_cast<int>(cc.opts.integer("read_timeout"));
+            ss.writeTimeout = static_cast<int>(cc.opts.integer("write_timeout"));
+            cc.sql = makeSqlConnection(ss);
             c->connections.push_back(std::move(cc));
         }
     }
@@ -292,6 +305,14 @@ const ConnectionConfig* Config::connection(const std::string& name) const {
     for (const auto& c : connections)
         if (c.name == name) return &c;
     return nullptr;
+}
+
+SqlConnection& Config::sqlConnection(const std::string& name, const std::string& where, const std::string& key) const {
+    const ConnectionConfig* c = connection(name);
+    if (!c || !c->sql)
+        throw ConfigError(where + ": key '" + key + "': no connection '" + name +
+                          "' configured (add connections = { " + name + " = { module = \"Sql\"; dsn = ...; }; };)");
+    return *c->sql;
 }
 
 void Config::startPlugins() {

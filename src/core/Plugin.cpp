@@ -69,6 +69,19 @@ double UcNumber::get(const Request& r) const {
     return value_;
 }
 
+UcEnabled::UcEnabled(const Options& o, const std::string& name)
+    : value_(o.has(name) ? o.boolean(name) : true), ucKey_(o.ucKey(name)) {}
+
+bool UcEnabled::get(const Request& r) const {
+    if (!ucKey_.empty() && r.session) {
+        if (const std::string* v = r.session->get(ucKey_)) {
+            std::string t = toLower(trim(*v));
+            return !(t == "off" || t == "0" || t == "false" || t == "no");
+        }
+    }
+    return value_;
+}
+
 void Chain::run(Request& r) const {
     for (const auto& p : plugins) {
         try {

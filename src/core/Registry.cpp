@@ -14,6 +14,9 @@ const std::vector<PluginSpec>& pluginSpecs() {
         plugins::conditionSpec(),
         plugins::scoreActionSpec(),
         plugins::addScoreHeaderSpec(),
+        plugins::accountingSpec(),
+        plugins::quotaSpec(),
+        plugins::sqlUserConfigSpec(),
     };
     return table;
 }

@@ -76,6 +76,14 @@ void replaceFirst(std::string& s, const std::string& from, const std::string& to
     if (pos != std::string::npos) s.replace(pos, from.size(), to);
 }
 
+std::string formatLocalTime(const std::string& pattern, time_t t) {
+    struct tm tm;
+    localtime_r(&t, &tm);
+    char buf[256];
+    size_t n = std::strftime(buf, sizeof buf, pattern.c_str(), &tm);
+    return std::string(buf, n);
+}
+
 std::string quoteString(const std::string& v) {
     std::string out = "\"";
     for (char c : v) {

@@ -12,6 +12,7 @@
 #include "mtpolicyd/core/ConfNode.h"
 #include "mtpolicyd/core/Settings.h"
 #include "mtpolicyd/core/VirtualHost.h"
+#include "mtpolicyd/sql/SqlConnection.h"
 
 namespace mtp {
 
@@ -35,6 +36,9 @@ struct ConnectionConfig {
     std::string name;
     std::string module;
     Options opts;
+    // The handle (module Sql): created with the configuration, connected lazily in each
+    // worker after fork, so every worker has its own.
+    std::shared_ptr<SqlConnection> sql;
 };
 
 struct Limits {
@@ -71,6 +75,9 @@ public:
     const VirtualHost* vhostForKey(const std::string& key) const;
     const VirtualHost* vhostByName(const std::string& name) const;
     const ConnectionConfig* connection(const std::string& name) const;
+    // The SQL connection of that name; throws ConfigError naming `where` and `key` when there
+    // is none (mtpolicyd: "no connection db configured").
+    SqlConnection& sqlConnection(const std::string& name, const std::string& where, const std::string& key) const;
 
     // Things that are valid but probably not meant: a port no virtual host serves, a user or
     // group that does not exist on this machine.

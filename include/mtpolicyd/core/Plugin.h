@@ -89,6 +89,19 @@ private:
     bool set_ = false;
 };
 
+// The `enabled` option of mtpolicyd plugins: a boolean in the configuration; uc_enabled may
+// name a session variable whose value "off" (also "0", "false", "no") disables the plugin.
+class UcEnabled {
+public:
+    UcEnabled() = default;
+    UcEnabled(const Options& o, const std::string& name = "enabled");
+    bool get(const Request& r) const;
+
+private:
+    bool value_ = true;
+    std::string ucKey_;
+};
+
 class Chain {
 public:
     std::vector<std::unique_ptr<Plugin>> plugins;

@@ -13,6 +13,9 @@ PluginSpec clearFieldsSpec();
 PluginSpec conditionSpec();
 PluginSpec scoreActionSpec();
 PluginSpec addScoreHeaderSpec();
+PluginSpec accountingSpec();
+PluginSpec quotaSpec();
+PluginSpec sqlUserConfigSpec();
 
 }  // namespace plugins
 }  // namespace mtp

@@ -1,6 +1,7 @@
 // Small string helpers with no policy knowledge.
 #pragma once
 
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,8 @@ bool parseNumber(const std::string& s, double& out);
 bool parseInteger(const std::string& s, long long& out);
 // Replaces the first occurrence of `from` in s with `to` (mtpolicyd's s/// without /g).
 void replaceFirst(std::string& s, const std::string& from, const std::string& to);
+// strftime(pattern) of `t` in local time (mtpolicyd's Time::Piece->new->strftime).
+std::string formatLocalTime(const std::string& pattern, time_t t);
 // A libconfig string literal: "..." with \ and " escaped.
 std::string quoteString(const std::string& s);
 // True when name matches [A-Za-z0-9_]+ (safe to put into SQL as an identifier).
