@@ -20,7 +20,7 @@ cd "$top"
 # need a MariaDB server (started privately by the tests, never as a system service) and
 # mandoc (man page lint).
 deps="g++ make autoconf automake pkgconf libevent-dev libconfig++-dev libcjson-dev libmariadb-dev libsqlite3-dev libcppunit-dev sqlite3"
-[ "$mode" = test ] && deps="$deps mandoc procps mariadb-server"
+[ "$mode" = test ] && deps="$deps mandoc procps mariadb-server postfix swaks perl"
 
 missing=""
 for p in $deps; do
@@ -42,6 +42,8 @@ if [ -n "$missing" ]; then
         made_policy=yes
         trap 'rm -f "$policy"' EXIT
     fi
+    # Postfix for the end-to-end test: no system configuration (the test runs its own).
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $missing
     if [ "$made_policy" = yes ]; then
