@@ -89,11 +89,12 @@ void Chain::run(Request& r) const {
         } catch (const PluginError& e) {
             // A nested plugin failed; its message already names it.
             if (!p->continueOnError()) throw;
-            MTP_LOG(log::Err, "plugin %s failed: %s", p->name().c_str(), e.what());
+            MTP_LOG(e.databaseDown() ? log::Info : log::Err, "plugin %s failed: %s", p->name().c_str(), e.what());
         } catch (const std::exception& e) {
+            bool down = dynamic_cast<const DbUnavailable*>(&e) != nullptr;
             if (!p->continueOnError())
-                throw PluginError("plugin " + p->name() + " failed: " + e.what());
-            MTP_LOG(log::Err, "plugin %s failed: %s", p->name().c_str(), e.what());
+                throw PluginError("plugin " + p->name() + " failed: " + e.what(), down);
+            MTP_LOG(down ? log::Info : log::Err, "plugin %s failed: %s", p->name().c_str(), e.what());
         }
         if (r.result.abort) return;
     }

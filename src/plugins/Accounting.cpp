@@ -82,7 +82,9 @@ private:
         const std::string q = "`" + t.name + "`";
         if (db_->driver() == Dsn::Driver::Mysql) {
             bool myisam = toLower(engine_) == "myisam";
-            db_->executeDirect("CREATE TABLE IF NOT EXISTS " + q +
+            // Only when missing: an existing table then needs no CREATE privilege.
+            if (!db_->tableExists(t.name))
+                db_->executeDirect("CREATE TABLE IF NOT EXISTS " + q +
                                " (`id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,"
                                " `key` VARCHAR(255) NOT NULL, `time` VARCHAR(255) NOT NULL,"
                                " `count` BIGINT UNSIGNED NOT NULL DEFAULT 0,"
@@ -104,7 +106,7 @@ private:
                                    " `count` INTEGER NOT NULL DEFAULT 0, `count_rcpt` INTEGER NOT NULL DEFAULT 0,"
                                    " `size` INTEGER NOT NULL DEFAULT 0, `size_rcpt` INTEGER NOT NULL DEFAULT 0,"
                                    " UNIQUE (`key`, `time`))");
-            } else {
+            } else if (!hasUniqueKeyTime(t.name)) {
                 // A table made by the Perl mtpolicyd has no unique (key, time) index.
                 try {
                     db_->executeDirect("CREATE UNIQUE INDEX IF NOT EXISTS `" + t.name + "_key_time` ON " + q +
@@ -129,6 +131,23 @@ private:
         t.insertSql = "INSERT INTO " + q +
                       " (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`) VALUES (?, ?, 1, ?, ?, ?)";
         t.ready = true;
+    }
+
+    // SQLite: does the table (or one of its indexes) already make (key, time) unique?
+    bool hasUniqueKeyTime(const std::string& table) {
+        SqlResult r = db_->execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL AND "
+            "((type = 'table' AND sql LIKE '%UNIQUE%') OR (type = 'index' AND sql LIKE 'CREATE UNIQUE%'))",
+            {SqlParam::of(table)});
+        for (const auto& row : r.rows) {
+            if (row.empty() || !row[0]) continue;
+            std::string sql = toLower(*row[0]);
+            std::string compact;
+            for (char c : sql)
+                if (c != ' ' && c != '`' && c != '"' && c != '[' && c != ']') compact += c;
+            if (compact.find("(key,time)") != std::string::npos) return true;
+        }
+        return false;
     }
 
     void update(const Table& t, const std::string& key, const std::string& timeKey, long long rcpt, long long size) {

@@ -412,6 +412,13 @@ void Worker::process(Connection& c) {
             log::write(log::Debug, "%s: request: %s", vh->name.c_str(), dump.c_str());
         }
         vh->chain.run(r);
+    } catch (const PluginError& e) {
+        // While the database is down the driver has logged the outage once; each failing
+        // request is then only worth an info line.
+        MTP_LOG(e.databaseDown() ? log::Info : log::Err,
+                "%s: error while processing request from %s (instance %s): %s", vh->name.c_str(),
+                c.peer.c_str(), r.get("instance").c_str(), e.what());
+        ok = false;
     } catch (const std::exception& e) {
         MTP_LOG(log::Err, "%s: error while processing request from %s (instance %s): %s", vh->name.c_str(),
                 c.peer.c_str(), r.get("instance").c_str(), e.what());
@@ -419,11 +426,12 @@ void Worker::process(Connection& c) {
     }
     double elapsed = monotonicMs() - start;
     slot_.set(draining_ ? WorkerState::Draining : WorkerState::Idle);
-    if (ok && elapsed > cfg_.requestTimeout * 1000.0) {
-        MTP_LOG(log::Warning, "%s: request timed out after %.0f ms (request_timeout %d s): closing connection from %s",
-                vh->name.c_str(), elapsed, cfg_.requestTimeout, c.peer.c_str());
-        ok = false;
-    }
+    // A chain that finished is answered even when it took longer than request_timeout: its
+    // writes (accounting) are done, and dropping the answer would make Postfix retry the
+    // message and count it again.
+    if (ok && elapsed > cfg_.requestTimeout * 1000.0)
+        MTP_LOG(log::Warning, "%s: request from %s took %.0f ms (request_timeout %d s)", vh->name.c_str(),
+                c.peer.c_str(), elapsed, cfg_.requestTimeout);
     if (!ok) {
         close(c);  // no reply: Postfix applies its default_action
         return;

@@ -128,8 +128,25 @@ class MysqlConnection final : public SqlConnection {
     }
 
     SqlResult execute(const std::string& sql, const std::vector<SqlParam>& params) override {
+        // A session that died while we were idle (server restart) is noticed by the first
+        // command. When that command provably never ran on the server (it failed while being
+        // prepared, or could not be sent at all), it is tried once more on a new session, so a
+        // restart costs no request. A statement that may have run is never repeated.
+        bool wasDown = down_;
+        try {
+            return executeOnce(sql, params);
+        } catch (const DbError&) {
+            if (!retrySafe_ || wasDown) throw;
+        }
+        return executeOnce(sql, params);
+    }
+
+    SqlResult executeOnce(const std::string& sql, const std::vector<SqlParam>& params) {
+        retrySafe_ = false;
         handle();
+        preparing_ = true;
         MYSQL_STMT* st = statement(sql);
+        preparing_ = false;
         unsigned long expected = mysql_stmt_param_count(st);
         if (expected != params.size())
             throw DbError(prefix() + "statement expects " + std::to_string(expected) +
@@ -174,11 +191,14 @@ class MysqlConnection final : public SqlConnection {
     // session first when it is gone.
     [[noreturn]] void failed(const Failure& f, const std::string& sql) {
         if (isConnectionError(f.err, f.msg)) {
+            retrySafe_ = preparing_ || f.err == kCrServerGoneError;
+            preparing_ = false;
             lost(f.msg);
-            throw DbError(clean(prefix() + "connection lost: " + f.msg));
+            throw DbUnavailable(clean(prefix() + "connection lost: " + f.msg));
         }
         // A statement that failed is prepared afresh next time: cheap, and it cannot carry
         // state from the failure (or a stale view of a table that has been created since).
+        preparing_ = false;
         stmts_.erase(sql);
         lastUsed_ = Clock::now();  // the server answered: the session is alive
         std::string text = clean(prefix() + f.msg + " (statement: " + sql + ")");
@@ -232,7 +252,7 @@ class MysqlConnection final : public SqlConnection {
         }
         if (down_ && haveFailedAttempt_ &&
             Clock::now() - lastFailedAttempt_ < std::chrono::seconds(1))
-            throw DbError("database '" + settings_.name + "' is unavailable");
+            throw DbUnavailable("database '" + settings_.name + "' is unavailable");
         connect();
         return db_.get();
     }
@@ -281,7 +301,7 @@ class MysqlConnection final : public SqlConnection {
             }
             haveFailedAttempt_ = true;
             lastFailedAttempt_ = Clock::now();
-            throw DbError(prefix() + "cannot connect: " + why);
+            throw DbUnavailable(prefix() + "cannot connect: " + why);
         }
         db_ = std::move(m);
         owner_ = getpid();
@@ -406,6 +426,8 @@ class MysqlConnection final : public SqlConnection {
         return result;
     }
 
+    bool retrySafe_ = false;  // the last failure happened before the statement reached the server
+    bool preparing_ = false;
     SqlSettings settings_;
     std::chrono::milliseconds pingAfterIdle_;
     pid_t owner_ = 0;  // the process that connected db_

@@ -176,7 +176,7 @@ class SqliteConnection final : public SqlConnection {
                         path.c_str(), why.c_str());
                 failing_ = true;
             }
-            throw DbError(prefix() + "cannot open " + path + ": " + why);
+            throw DbUnavailable(prefix() + "cannot open " + path + ": " + why);
         }
         if (failing_) {
             MTP_LOG(log::Notice, "database '%s': connection re-established",

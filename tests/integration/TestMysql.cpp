@@ -305,11 +305,20 @@ class TestMysql : public CppUnit::TestFixture {
         c->execute(bump, {});
         std::string id = cell(c->execute("SELECT CONNECTION_ID()", {}), 0, 0);
         db_->rootExec("KILL " + id);
-        std::string e = dbErrorOf([&] { c->execute(bump, {}); });
-        CPPUNIT_ASSERT_MESSAGE(e, contains(e, "database 'db': connection lost"));
+        // The UPDATE on the dead session either could not be sent (then the driver reconnects
+        // and runs it once on a new session) or may have reached the server (then it fails and
+        // is not repeated). Either way the counter equals the number of successful calls.
+        int succeeded = 1;
+        try {
+            c->execute(bump, {});
+            ++succeeded;
+        } catch (const mtp::DbError& e) {
+            CPPUNIT_ASSERT_MESSAGE(e.what(), contains(e.what(), "database 'db': connection lost"));
+        }
         CPPUNIT_ASSERT_EQUAL(uint64_t(1), c->execute(bump, {}).affected);
+        ++succeeded;
         CPPUNIT_ASSERT(cell(c->execute("SELECT CONNECTION_ID()", {}), 0, 0) != id);
-        CPPUNIT_ASSERT_EQUAL(std::string("2"), counter());
+        CPPUNIT_ASSERT_EQUAL(std::to_string(succeeded), counter());
         std::string l = log();
         CPPUNIT_ASSERT_EQUAL_MESSAGE(l, size_t(1), countOf(l, "database 'db': connection lost"));
         CPPUNIT_ASSERT_EQUAL_MESSAGE(l, size_t(1),

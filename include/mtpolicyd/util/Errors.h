@@ -19,6 +19,13 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// The database cannot be reached (connection lost, server down, file cannot be opened). The
+// driver logs the outage once; requests failing because of it are logged quietly.
+class DbUnavailable : public DbError {
+public:
+    using DbError::DbError;
+};
+
 // Malformed input on the wire; the connection is closed without a reply.
 class ProtocolError : public std::runtime_error {
 public:
@@ -28,7 +35,13 @@ public:
 // A plugin failed while processing a request (wraps the original message with the plugin name).
 class PluginError : public std::runtime_error {
 public:
-    using std::runtime_error::runtime_error;
+    explicit PluginError(const std::string& what, bool databaseDown = false)
+        : std::runtime_error(what), databaseDown_(databaseDown) {}
+    // The cause was DbUnavailable: already logged once by the driver.
+    bool databaseDown() const { return databaseDown_; }
+
+private:
+    bool databaseDown_;
 };
 
 // A system call failed; carries errno in the message.
