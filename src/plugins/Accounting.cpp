@@ -49,7 +49,13 @@ public:
 
     void run(Request& r) override {
         if (!enabled_.get(r)) return;
-        if (r.sess().isAlreadyDone(name_ + "-acct")) {
+        // Once per message: marked only after the update has succeeded, so a request that
+        // failed (database down) and is resent by Postfix with the same instance is counted
+        // then. With several fields each table is marked on its own, so a resend after a
+        // partial failure counts only what is missing.
+        Session& s = r.sess();
+        const std::string doneKey = name_ + "-acct";
+        if (s.get(doneKey)) {
             log(r, "accounting already done for this mail, skipping");
             return;
         }
@@ -63,9 +69,13 @@ public:
                 log(r, t.field + " not defined in request, skipping");
                 continue;
             }
+            const std::string fieldDone = doneKey + ":" + t.field;
+            if (s.get(fieldDone)) continue;
             ensureTable(t);
             update(t, *key, timeKey, rcpt, size);
+            s.set(fieldDone, "1");
         }
+        s.set(doneKey, "1");
     }
 
 private:

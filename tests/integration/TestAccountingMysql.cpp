@@ -1,0 +1,909 @@
+// Integration tests of the accounting how-to (mtpolicyd-accounting-quota(7)) over the wire
+// against a real MariaDB: the real mtpolicyd (DaemonFixture) with the chain of
+// conf/mtpolicyd-mysql.conf on the shared private MariaDB (MariaDbFixture), the tables of
+// sql/mysql.sql, and END-OF-MESSAGE requests as Postfix sends them. They check the per-client
+// limits of relay_policies/relay_hosts end to end, exact counters under concurrent workers, and
+// what a database outage does to answers and counters, with the default on_error (no answer,
+// the client resends the same instance) and with on_error = "continue" (mail passes uncounted).
+//
+// Ownership: every test starts its own mtpolicyd (tearDown stops it) and uses the one MariaDB
+// of the test program; setUp drops and reloads the how-to tables, and tearDown starts the
+// server again if a test left it stopped. The client threads of a test are joined before it
+// ends. Only loopback TCP and the server's unix socket are used.
+#include <cppunit/extensions/HelperMacros.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "DaemonFixture.h"
+#include "MariaDbFixture.h"
+
+using itest::Clock;
+using itest::Conn;
+using itest::Daemon;
+using itest::elapsedMs;
+
+namespace {
+
+const char* const kCoin = "defer you exceeded your monthly limit, please insert coin";
+
+void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+bool contains(const std::string& hay, const std::string& needle) {
+    return hay.find(needle) != std::string::npos;
+}
+
+std::string monthNow() {
+    char buf[32];
+    time_t now = time(nullptr);
+    struct tm tm {};
+    localtime_r(&now, &tm);
+    strftime(buf, sizeof buf, "%Y-%m", &tm);
+    return buf;
+}
+
+// A libconfig string literal.
+std::string confString(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
+// The statements of an SQL script: "--" comment lines dropped, split at ';' (sql/mysql.sql
+// has no ';' inside a string).
+std::vector<std::string> sqlStatements(const std::string& text) {
+    std::istringstream in(text);
+    std::string line, body;
+    while (std::getline(in, line)) {
+        size_t first = line.find_first_not_of(" \t\r");
+        if (first == std::string::npos || line.compare(first, 2, "--") == 0) continue;
+        body += line + "\n";
+    }
+    std::vector<std::string> out;
+    size_t pos = 0;
+    while (pos < body.size()) {
+        size_t semi = body.find(';', pos);
+        std::string stmt =
+            body.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
+        if (stmt.find_first_not_of(" \t\r\n") != std::string::npos) out.push_back(stmt);
+        if (semi == std::string::npos) break;
+        pos = semi + 1;
+    }
+    return out;
+}
+
+std::string srcdir() {
+    const char* d = std::getenv("MTPOLICYD_SRCDIR");
+    return d && *d ? d : ".";
+}
+
+// An END-OF-MESSAGE request as Postfix's smtpd_end_of_data_restrictions sends it.
+std::string eomRequest(const std::string& instance, const std::string& client, long long rcpt,
+                       long long size) {
+    return itest::makeRequest({{"protocol_state", "END-OF-MESSAGE"},
+                               {"protocol_name", "ESMTP"},
+                               {"helo_name", "mx.example.org"},
+                               {"queue_id", ""},
+                               {"sender", "sender@example.org"},
+                               {"recipient", ""},
+                               {"recipient_count", std::to_string(rcpt)},
+                               {"client_address", client},
+                               {"client_name", "unknown"},
+                               {"reverse_client_name", "unknown"},
+                               {"instance", instance},
+                               {"size", std::to_string(size)}});
+}
+
+// What Accounting adds for one message.
+struct Counters {
+    long long count = 0, rcpt = 0, size = 0, sizeRcpt = 0;
+    void add(long long recipients, long long bytes) {
+        long long r = recipients == 0 ? 1 : recipients;  // no recipients counts as one
+        ++count;
+        rcpt += r;
+        size += bytes;
+        sizeRcpt += r * bytes;
+    }
+    std::string str() const {
+        return "count=" + std::to_string(count) + " count_rcpt=" + std::to_string(rcpt) +
+               " size=" + std::to_string(size) + " size_rcpt=" + std::to_string(sizeRcpt);
+    }
+};
+
+std::string pidList(const std::vector<pid_t>& v) {
+    std::string s;
+    for (pid_t p : v) s += (s.empty() ? "" : " ") + std::to_string(p);
+    return s;
+}
+
+// The pid in a log line "...T.. mtpolicyd[PID]: level: ...", or 0.
+pid_t logPid(const std::string& line) {
+    size_t open = line.find('[');
+    size_t close = line.find("]: ", open == std::string::npos ? 0 : open);
+    if (open == std::string::npos || close == std::string::npos) return 0;
+    return static_cast<pid_t>(std::atol(line.substr(open + 1, close - open - 1).c_str()));
+}
+
+// The text between `prefix` and the next character of `stops` (or the end) in `line`.
+std::string fieldAfter(const std::string& line, const std::string& prefix, const char* stops) {
+    size_t p = line.find(prefix);
+    if (p == std::string::npos) return "";
+    p += prefix.size();
+    size_t e = line.find_first_of(stops, p);
+    return line.substr(p, e == std::string::npos ? std::string::npos : e - p);
+}
+
+// Client threads that send END-OF-MESSAGE requests with unique instances from one client
+// address, one outstanding request per connection, the way Postfix's smtpd does: a request
+// whose connection is closed without an answer is resent (same instance, same attributes) on a
+// new connection after `retryMs`, until it is answered or `giveUpMs` have passed. Every event
+// is recorded with its time. stop() lets each thread finish its current request first.
+class Load {
+  public:
+    enum class Kind { Answer, NoReply, Hang, ConnectFailed, GaveUp };
+    struct Event {
+        Clock::time_point t;
+        Kind kind;
+        int thread;
+        std::string instance;
+        std::string action;
+        int attempt;  // of the message, from 1
+    };
+    struct Msg {
+        std::string instance;
+        long long rcpt = 0, size = 0;
+        int attempts = 0;
+        bool answered = false;
+        std::string action;
+        Clock::time_point answeredAt;
+    };
+
+    Load(int port, std::string client, std::string tag, int threads, int paceMs)
+        : port_(port),
+          client_(std::move(client)),
+          tag_(std::move(tag)),
+          threads_(threads),
+          paceMs_(paceMs) {}
+    ~Load() { stop(); }
+
+    void start() {
+        for (int t = 0; t < threads_; ++t) workers_.emplace_back([this, t] { run(t); });
+    }
+    void stop() {
+        stop_ = true;
+        for (auto& w : workers_)
+            if (w.joinable()) w.join();
+        workers_.clear();
+    }
+
+    size_t answered() const { return answered_.load(); }
+
+    std::vector<Event> events() const {
+        std::lock_guard<std::mutex> lk(mu_);
+        return events_;
+    }
+    std::vector<Msg> messages() const {
+        std::lock_guard<std::mutex> lk(mu_);
+        return msgs_;
+    }
+    // Events of `kind` observed in [from, to).
+    size_t countBetween(Kind kind, Clock::time_point from, Clock::time_point to) const {
+        std::lock_guard<std::mutex> lk(mu_);
+        size_t n = 0;
+        for (const auto& e : events_)
+            if (e.kind == kind && e.t >= from && e.t < to) ++n;
+        return n;
+    }
+    size_t countOf(Kind kind) const {
+        return countBetween(kind, Clock::time_point::min(), Clock::time_point::max());
+    }
+    // The first answer at or after `from` to a message's first attempt (one that cannot have
+    // been served from an earlier attempt's state).
+    bool firstAnswerAfter(Clock::time_point from, Clock::time_point& at) const {
+        std::lock_guard<std::mutex> lk(mu_);
+        bool found = false;
+        for (const auto& e : events_)
+            if (e.kind == Kind::Answer && e.attempt == 1 && e.t >= from && (!found || e.t < at)) {
+                at = e.t;
+                found = true;
+            }
+        return found;
+    }
+
+  private:
+    void record(Kind kind, int thread, const Msg& m, const std::string& action = "") {
+        std::lock_guard<std::mutex> lk(mu_);
+        events_.push_back({Clock::now(), kind, thread, m.instance, action, m.attempts});
+    }
+
+    void run(int t) {
+        Conn c;
+        for (long seq = 0; !stop_; ++seq) {
+            Msg m;
+            m.instance = tag_ + "." + std::to_string(t) + "." + std::to_string(seq);
+            m.rcpt = (seq + t) % 4;  // 0..3; 0 counts as one recipient
+            m.size = 700 + (seq * 131 + t * 17) % 9000;
+            const std::string req = eomRequest(m.instance, client_, m.rcpt, m.size);
+            auto first = Clock::now();
+            while (!m.answered) {
+                if (elapsedMs(first) > kGiveUpMs) {
+                    record(Kind::GaveUp, t, m);
+                    break;
+                }
+                if (!c.isOpen() && !c.connectTcp(port_)) {
+                    record(Kind::ConnectFailed, t, m);
+                    sleepMs(kRetryMs);
+                    continue;
+                }
+                ++m.attempts;
+                std::string reply;
+                Conn::Status st = c.request(req, reply, kReadMs);
+                if (st == Conn::Status::Ok) {
+                    m.answered = true;
+                    m.action = itest::actionOf(reply);
+                    m.answeredAt = Clock::now();
+                    record(Kind::Answer, t, m, m.action);
+                    ++answered_;
+                } else {
+                    record(st == Conn::Status::Timeout ? Kind::Hang : Kind::NoReply, t, m);
+                    c.close();
+                    sleepMs(kRetryMs);
+                }
+            }
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                msgs_.push_back(m);
+            }
+            if (paceMs_ > 0) sleepMs(paceMs_);
+        }
+    }
+
+    static constexpr int kRetryMs = 50;
+    static constexpr int kReadMs = 8000;  // above any database timeout of the config
+    static constexpr int kGiveUpMs = 20000;
+
+    int port_;
+    std::string client_, tag_;
+    int threads_, paceMs_;
+    std::atomic<bool> stop_{false};
+    std::atomic<size_t> answered_{0};
+    std::vector<std::thread> workers_;
+    mutable std::mutex mu_;
+    std::vector<Event> events_;
+    std::vector<Msg> msgs_;
+};
+
+}  // namespace
+
+class TestAccountingMysql : public CppUnit::TestFixture {
+    CPPUNIT_TEST_SUITE(TestAccountingMysql);
+    CPPUNIT_TEST(testHowtoQuotaPerClient);
+    CPPUNIT_TEST(testConcurrentWorkersCountExactly);
+    CPPUNIT_TEST(testOutageNoAnswerAndResend);
+    CPPUNIT_TEST(testOutageOnErrorContinue);
+    CPPUNIT_TEST_SUITE_END();
+
+  public:
+    void setUp() override {
+        db_ = &itest::sharedMariaDb();  // throws (the test fails) when MariaDB is missing
+        db_->start();                   // a previous test may have left it stopped
+        db_->rootExec(
+            "DROP TABLE IF EXISTS relay_hosts, relay_policies, user_config, acct_client_address, "
+            "acct_sasl_username");
+        std::string file = srcdir() + "/sql/mysql.sql";
+        std::string sql = itest::readFile(file);
+        CPPUNIT_ASSERT_MESSAGE("cannot read " + file + " (set MTPOLICYD_SRCDIR)", !sql.empty());
+        std::vector<std::string> stmts = sqlStatements(sql);
+        CPPUNIT_ASSERT_MESSAGE(file, stmts.size() >= 5);
+        for (const auto& s : stmts) db_->rootExec(s);
+        d_ = std::make_unique<Daemon>();
+    }
+
+    void tearDown() override {
+        d_.reset();  // stops the daemon, removes its dir
+        try {
+            db_->start();  // leave the shared server running for the next test
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "[TestAccountingMysql] cannot restart MariaDB: %s\n", e.what());
+        }
+    }
+
+    // The how-to end to end: SqlUserConfig (relay_policies JOIN relay_hosts) -> Quota with
+    // uc_threshold = "quota_count" -> Accounting, on one keep-alive connection. 192.0.2.1
+    // (standard, 5) gets 5 dunno then the coin text, 192.0.2.2 (premium, 20) 20 then the
+    // coin text, 192.0.2.3 (not listed: threshold 1000) is never deferred. Deferred messages
+    // are not counted; the counters hold exactly what was sent. A change in relay_hosts takes
+    // effect with the next message.
+    void testHowtoQuotaPerClient() {
+        db_->rootExec(
+            "INSERT INTO relay_policies (id, name, config) VALUES "
+            "(1, 'standard', '{\"quota_count\":\"5\"}'), (2, 'premium', "
+            "'{\"quota_count\":\"20\"}')");
+        db_->rootExec(
+            "INSERT INTO relay_hosts (client_address, relay_policy) VALUES "
+            "('192.0.2.1', 1), ('192.0.2.2', 2)");
+        start(howtoConfig());
+
+        struct Host {
+            std::string addr;
+            int sends, allowed;
+            Counters expect;
+            int sent = 0;
+        };
+        std::vector<Host> hosts = {
+            {"192.0.2.1", 7, 5, {}}, {"192.0.2.2", 22, 20, {}}, {"192.0.2.3", 25, 25, {}}};
+        Conn c = d_->connect();
+        CPPUNIT_ASSERT_MESSAGE("connect", c.isOpen());
+        int n = 0;
+        // Round robin over the hosts, so that their counters interleave.
+        for (bool more = true; more;) {
+            more = false;
+            for (auto& h : hosts) {
+                if (h.sent >= h.sends) continue;
+                more = true;
+                ++h.sent;
+                ++n;
+                long long rcpt = n % 5;  // 0..4; 0 counts as one recipient
+                long long size = 1000 + n * 37;
+                std::string inst = "howto" + std::to_string(n);
+                std::string reply;
+                Conn::Status st = c.request(eomRequest(inst, h.addr, rcpt, size), reply, 5000);
+                std::string what = h.addr + " message " + std::to_string(h.sent) + " (" + inst +
+                                   "): " + itest::statusName(st) + ", reply '" + reply + "'\n" +
+                                   d_->logTail();
+                CPPUNIT_ASSERT_MESSAGE(what, st == Conn::Status::Ok);
+                if (h.sent <= h.allowed) {
+                    CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::string("dunno"),
+                                                 itest::actionOf(reply));
+                    h.expect.add(rcpt, size);
+                } else {
+                    CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::string(kCoin), itest::actionOf(reply));
+                }
+            }
+        }
+        CPPUNIT_ASSERT_MESSAGE("one keep-alive connection for all requests", c.peerOpen());
+
+        std::string month = monthNow();
+        auto rows = db_->rootQuery(
+            "SELECT `key`, `time`, `count`, count_rcpt, size, size_rcpt FROM acct_client_address "
+            "ORDER BY `key`");
+        CPPUNIT_ASSERT_EQUAL_MESSAGE("rows in acct_client_address", size_t(3), rows.size());
+        for (size_t i = 0; i < hosts.size(); ++i) {
+            const auto& row = rows[i];
+            const Counters& e = hosts[i].expect;
+            std::string what = hosts[i].addr + ": expected " + e.str();
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, hosts[i].addr, row.at(0));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, month, row.at(1));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(e.count), row.at(2));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(e.rcpt), row.at(3));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(e.size), row.at(4));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(e.sizeRcpt), row.at(5));
+        }
+        CPPUNIT_ASSERT_EQUAL(5LL, hosts[0].expect.count);
+        CPPUNIT_ASSERT_EQUAL(20LL, hosts[1].expect.count);
+        CPPUNIT_ASSERT_EQUAL(25LL, hosts[2].expect.count);
+
+        // "A change takes effect with the next message; nothing is cached": 192.0.2.1 moves to
+        // premium (20) and may send again; removed, it gets the default 1000.
+        auto send1 = [&](const std::string& inst) {
+            std::string reply;
+            Conn::Status st = c.request(eomRequest(inst, "192.0.2.1", 1, 100), reply, 5000);
+            CPPUNIT_ASSERT_MESSAGE(inst + ": " + itest::statusName(st), st == Conn::Status::Ok);
+            return itest::actionOf(reply);
+        };
+        db_->rootExec("UPDATE relay_hosts SET relay_policy = 2 WHERE client_address = '192.0.2.1'");
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), send1("howto-moved"));
+        db_->rootExec("UPDATE relay_policies SET config = '{\"quota_count\":6}' WHERE id = 2");
+        CPPUNIT_ASSERT_EQUAL(std::string(kCoin), send1("howto-lowered"));  // count 6 >= 6
+        db_->rootExec("DELETE FROM relay_hosts WHERE client_address = '192.0.2.1'");
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), send1("howto-removed"));
+        CPPUNIT_ASSERT_EQUAL(std::string("7"),
+                             db_->rootQuery("SELECT `count` FROM acct_client_address WHERE `key` "
+                                            "= '192.0.2.1'")
+                                 .at(0)
+                                 .at(0));
+        std::string log = d_->log();
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), !contains(log, "error while processing"));
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), !contains(log, itest::MariaDb::kPassword));
+    }
+
+    // 8 connections x 500 messages from one client address, at once, on 4 (or more) workers:
+    // every message answered, the counters exact (no lost or duplicated update). The counter
+    // table does not exist at the start: the workers create it themselves, concurrently.
+    void testConcurrentWorkersCountExactly() {
+        db_->rootExec("DROP TABLE acct_client_address");
+        start(baseGlobals(1, 4, 8, 2, 4) + connection() + R"(
+virtual_hosts = (
+  { name = "accounting"; port = "@PORT1@";
+    plugins = (
+      { name = "QuotaIP"; module = "Quota"; field = "client_address"; metric = "count";
+        threshold = 100000000; action = "defer over quota"; },
+      { name = "AcctIP"; module = "Accounting"; fields = "client_address"; }
+    ); }
+);
+)");
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(),
+                               d_->waitWorkers(4, 3000) || d_->workers().size() >= 4);
+
+        constexpr int kThreads = 8, kPerThread = 500;
+        const std::string client = "198.51.100.7";
+        // Spread the keep-alive connections over the workers. Which worker accepts a
+        // connection is up to the kernel: connects one at a time on an idle daemon tend to go
+        // to the same worker, a burst to one or two (each accepts up to 4 per wake-up). So:
+        // bursts of 24 connects, a request without client_address on each (neither checked nor
+        // counted) to learn from the log which worker serves it, then 8 of them picked round
+        // robin over the workers; the rest are closed.
+        std::vector<Conn> pool;
+        std::vector<pid_t> poolPid;
+        int probe = 0;
+        std::set<pid_t> seen;
+        for (int burst = 0; burst < 5 && seen.size() < 4; ++burst) {
+            std::vector<Conn> fresh(24);
+            for (auto& c : fresh) {
+                c = d_->connect();
+                CPPUNIT_ASSERT_MESSAGE("connect", c.isOpen());
+            }
+            for (auto& c : fresh) {
+                std::string inst = "probe." + std::to_string(++probe), reply;
+                Conn::Status st = c.request(itest::makeRequest({{"instance", inst}}), reply);
+                CPPUNIT_ASSERT_MESSAGE(inst + ": " + itest::statusName(st), st == Conn::Status::Ok);
+                pid_t pid = servingPid(inst);
+                CPPUNIT_ASSERT_MESSAGE(inst + " not in the log\n" + d_->logTail(), pid > 0);
+                seen.insert(pid);
+                pool.push_back(std::move(c));
+                poolPid.push_back(pid);
+            }
+        }
+        std::vector<Conn> conns;
+        std::vector<pid_t> servedBy;
+        for (bool any = true; any && conns.size() < size_t(kThreads);) {
+            any = false;
+            for (pid_t w : seen) {
+                for (size_t i = 0; i < pool.size(); ++i) {
+                    if (poolPid[i] != w || !pool[i].isOpen()) continue;
+                    conns.push_back(std::move(pool[i]));
+                    servedBy.push_back(w);
+                    any = true;
+                    break;
+                }
+                if (conns.size() == size_t(kThreads)) break;
+            }
+        }
+        pool.clear();
+        CPPUNIT_ASSERT_EQUAL(size_t(kThreads), conns.size());
+        const std::set<pid_t> holders(servedBy.begin(), servedBy.end());
+        CPPUNIT_ASSERT_MESSAGE("cannot spread 8 connections over 2 workers\n" + d_->logTail(),
+                               holders.size() >= 2);
+        std::atomic<int> ready{0};
+        std::atomic<bool> go{false};
+        std::vector<Counters> sent(kThreads);
+        std::vector<int> ok(kThreads, 0);
+        std::vector<std::string> firstError(kThreads);
+        std::vector<std::thread> threads;
+        auto t0 = Clock::now();
+        for (int t = 0; t < kThreads; ++t) {
+            threads.emplace_back([&, t] {
+                ++ready;
+                while (!go) std::this_thread::yield();
+                for (int i = 0; i < kPerThread; ++i) {
+                    long long rcpt = (i * 7 + t) % 6;  // 0..5
+                    long long size = 300 + (i * 97 + t * 1013) % 20000;
+                    std::string inst = "conc." + std::to_string(t) + "." + std::to_string(i);
+                    std::string reply;
+                    Conn::Status st =
+                        conns[t].request(eomRequest(inst, client, rcpt, size), reply, 10000);
+                    std::string action = itest::actionOf(reply);
+                    if (st != Conn::Status::Ok || action != "dunno") {
+                        firstError[t] =
+                            inst + ": " + itest::statusName(st) + ", reply '" + reply + "'";
+                        return;
+                    }
+                    sent[t].add(rcpt, size);
+                    ++ok[t];
+                }
+            });
+        }
+        while (ready < kThreads) std::this_thread::yield();
+        t0 = Clock::now();
+        go = true;
+        for (auto& th : threads) th.join();
+        long ms = elapsedMs(t0);
+
+        Counters total;
+        int answered = 0;
+        for (int t = 0; t < kThreads; ++t) {
+            CPPUNIT_ASSERT_MESSAGE(
+                "thread " + std::to_string(t) + ": " + firstError[t] + "\n" + d_->logTail(),
+                firstError[t].empty());
+            answered += ok[t];
+            total.count += sent[t].count;
+            total.rcpt += sent[t].rcpt;
+            total.size += sent[t].size;
+            total.sizeRcpt += sent[t].sizeRcpt;
+        }
+        CPPUNIT_ASSERT_EQUAL(kThreads * kPerThread, answered);
+
+        auto rows = db_->rootQuery(
+            "SELECT `key`, `time`, `count`, count_rcpt, size, size_rcpt FROM acct_client_address");
+        CPPUNIT_ASSERT_EQUAL(size_t(1), rows.size());
+        std::string what = "expected " + total.str();
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, client, rows[0].at(0));
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, monthNow(), rows[0].at(1));
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(kThreads * kPerThread), rows[0].at(2));
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(total.rcpt), rows[0].at(3));
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(total.size), rows[0].at(4));
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(total.sizeRcpt), rows[0].at(5));
+        // The table the workers created is the one of sql/mysql.sql: 64-bit counters.
+        auto type = db_->rootQuery(
+            "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
+            "'mtpolicyd' AND TABLE_NAME = 'acct_client_address' AND COLUMN_NAME = 'count'");
+        CPPUNIT_ASSERT_EQUAL(std::string("bigint(20) unsigned"), type.at(0).at(0));
+
+        // Several workers did the writing: the per-request log lines name the worker's pid.
+        std::set<pid_t> servers;
+        std::istringstream in(d_->log());
+        std::string line;
+        size_t lines = 0;
+        while (std::getline(in, line))
+            if (contains(line, "accounting: instance=conc.")) {
+                ++lines;
+                servers.insert(logPid(line));
+            }
+        CPPUNIT_ASSERT_EQUAL(size_t(kThreads * kPerThread), lines);
+        std::fprintf(stderr,
+                     "[TestAccountingMysql] concurrency: %d requests on %d connections in %ld ms "
+                     "(%.0f/s), served by %zu workers (%d connects to spread them)\n",
+                     answered, kThreads, ms, ms > 0 ? answered * 1000.0 / ms : 0.0, servers.size(),
+                     probe);
+        CPPUNIT_ASSERT_MESSAGE(
+            "requests were served by only " + std::to_string(servers.size()) + " worker(s)",
+            servers == holders);
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), !contains(d_->log(), "error while processing"));
+    }
+
+    // MariaDB stops for ~2 s under load, default on_error: requests that need it get no answer
+    // (the connection is closed), the client resends the same instance until answered; the
+    // workers survive and recover by themselves; every answered message is counted exactly
+    // once.
+    void testOutageNoAnswerAndResend() { outage(false); }
+
+    // The same outage with on_error = "continue": every request is answered (dunno), mail
+    // passes uncounted while the server is away, and counting resumes when it is back.
+    void testOutageOnErrorContinue() { outage(true); }
+
+  private:
+    // Globals: log and pid file, the log level, fixed worker counts, generous timeouts.
+    static std::string baseGlobals(int logLevel, int minServers, int maxServers, int minSpare,
+                                   int maxSpare) {
+        return "log_file = \"@LOG@\";\npid_file = \"@PID@\";\nlog_level = " +
+               std::to_string(logLevel) + ";\nport = [ \"127.0.0.1:@PORT1@\" ];\n" +
+               "min_servers = " + std::to_string(minServers) +
+               "; max_servers = " + std::to_string(maxServers) +
+               ";\nmin_spare_servers = " + std::to_string(minSpare) +
+               "; max_spare_servers = " + std::to_string(maxSpare) +
+               ";\nmax_requests = 0;\nrequest_timeout = 10;\n";
+    }
+
+    // The connection block of conf/mtpolicyd-mysql.conf, on the private server's socket.
+    std::string connection() const {
+        return "connections = {\n  db = { module = \"Sql\";\n    dsn = " + confString(db_->dsn()) +
+               ";\n    user = " + confString(itest::MariaDb::kUser) +
+               ";\n    password = " + confString(itest::MariaDb::kPassword) +
+               ";\n    connect_timeout = 5; read_timeout = 10; write_timeout = 10; };\n};\n";
+    }
+
+    // conf/mtpolicyd-mysql.conf's accounting virtual host, as it is shipped.
+    std::string howtoConfig() const {
+        return baseGlobals(2, 4, 4, 1, 4) + connection() + R"(
+virtual_hosts = (
+  {
+    name = "accounting";
+    port = "@PORT1@";
+    plugins = (
+      { name = "QuotaPolicyConfig"; module = "SqlUserConfig";
+        sql_query = "SELECT p.config FROM relay_policies p JOIN relay_hosts h ON (h.relay_policy = p.id) WHERE h.client_address=?";
+        field = "client_address"; },
+      { name = "QuotaIP"; module = "Quota";
+        field = "client_address"; metric = "count";
+        threshold = 1000; uc_threshold = "quota_count";
+        action = "defer you exceeded your monthly limit, please insert coin"; },
+      { name = "AcctIP"; module = "Accounting";
+        fields = "client_address"; }
+    );
+  }
+);
+)";
+    }
+
+    void start(const std::string& tmpl) {
+        std::string conf = d_->writeConfig(tmpl);
+        std::string err = d_->start(conf);
+        CPPUNIT_ASSERT_MESSAGE(err, err.empty());
+    }
+
+    // The pid of the worker that answered `instance` (its per-request log line), or 0.
+    pid_t servingPid(const std::string& instance) const {
+        std::istringstream in(d_->log());
+        std::string line;
+        while (std::getline(in, line))
+            if (contains(line, ": instance=" + instance + ",")) return logPid(line);
+        return 0;
+    }
+
+    std::vector<std::string> counterRow(const std::string& key) {
+        auto rows = db_->rootQuery(
+            "SELECT `count`, count_rcpt, size, size_rcpt FROM acct_client_address WHERE `key` = '" +
+            key + "'");
+        if (rows.empty()) return {"0", "0", "0", "0"};
+        return rows.at(0);
+    }
+
+    void outage(bool continueOnError) {
+        const std::string client = continueOnError ? "203.0.113.4" : "203.0.113.3";
+        start(baseGlobals(3, 4, 4, 1, 4) + connection() +
+              "virtual_hosts = (\n  { name = \"accounting\"; port = \"@PORT1@\";\n"
+              "    plugins = (\n"
+              "      { name = \"AcctIP\"; module = \"Accounting\"; fields = \"client_address\";\n"
+              "        log_level = 2;" +
+              std::string(continueOnError ? " on_error = \"continue\";" : "") +
+              " }\n    ); }\n);\n");
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), d_->waitWorkers(4, 3000));
+        const std::vector<pid_t> workers0 = d_->workers();
+        const pid_t master = d_->pid();
+
+        Load load(d_->port(1), client, continueOnError ? "cont" : "fail", 4, 4);
+        load.start();
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(),
+                               itest::waitFor([&] { return load.answered() >= 200; }, 5000));
+
+        // The outage: stop (SIGTERM, clean shutdown), ~2 s away, start again.
+        auto tStopCall = Clock::now();
+        bool clean = db_->stop();
+        auto tDown = Clock::now();
+        sleepMs(2000);
+        auto tStartCall = Clock::now();
+        db_->start();
+        auto tUp = Clock::now();
+        size_t answeredDuring = load.countBetween(
+            Load::Kind::Answer, tDown + std::chrono::milliseconds(200), tStartCall);
+        size_t noReplyDuring = load.countBetween(Load::Kind::NoReply, tDown, tStartCall);
+
+        // Recovery without restarting the daemon.
+        long recoveryMs = -1;
+        std::string countAtUp;
+        if (!continueOnError) {
+            Clock::time_point at;
+            bool back = itest::waitFor([&] { return load.firstAnswerAfter(tStartCall, at); }, 5000);
+            CPPUNIT_ASSERT_MESSAGE("no answer within 5 s after MariaDB was back\n" + d_->logTail(),
+                                   back);
+            recoveryMs = std::max(
+                0L, static_cast<long>(
+                        std::chrono::duration_cast<std::chrono::milliseconds>(at - tUp).count()));
+        } else {
+            // The load keeps running: the counter grows again once a worker has reconnected.
+            countAtUp = counterRow(client).at(0);
+            bool back = itest::waitFor(
+                [&] { return std::stoll(counterRow(client).at(0)) > std::stoll(countAtUp); }, 5000,
+                20);
+            CPPUNIT_ASSERT_MESSAGE("counting did not resume within 5 s\n" + d_->logTail(), back);
+            recoveryMs = elapsedMs(tUp);
+        }
+        sleepMs(1000);  // more load after the recovery
+        load.stop();
+
+        std::vector<Load::Msg> msgs = load.messages();
+        Counters answered, answeredBeforeStop;
+        size_t resent = 0, gaveUp = 0;
+        std::map<std::string, const Load::Msg*> byInstance;
+        for (const auto& m : msgs) {
+            byInstance[m.instance] = &m;
+            if (!m.answered) {
+                ++gaveUp;
+                continue;
+            }
+            if (m.attempts > 1) ++resent;
+            answered.add(m.rcpt, m.size);
+            if (m.answeredAt < tStopCall) answeredBeforeStop.add(m.rcpt, m.size);
+        }
+        size_t noReply = load.countOf(Load::Kind::NoReply);
+        size_t hangs = load.countOf(Load::Kind::Hang);
+        size_t connectFailed = load.countOf(Load::Kind::ConnectFailed);
+        std::vector<std::string> row = counterRow(client);
+        const std::string log = d_->log();
+
+        // Where were the resent messages answered: by a worker that had already failed them
+        // (and marked them done in its session) or by another one? And did Accounting skip any
+        // of them as "already done"?
+        std::map<std::string, std::set<pid_t>> failedOn;
+        std::map<std::string, pid_t> answeredOn;
+        size_t skipped = 0, sameWorker = 0, otherWorker = 0;
+        // Failed attempts by cause: the driver's fast "is unavailable", a failed connect, or a
+        // session that broke under a statement (which may have been committed all the same).
+        size_t fastFail = 0, connectFail = 0, midStatement = 0;
+        std::string midStatementErrors;
+        std::set<std::string> brokenUnder;  // instances with such an attempt
+        {
+            std::istringstream in(log);
+            std::string line;
+            while (std::getline(in, line)) {
+                if (contains(line, "error while processing request")) {
+                    failedOn[fieldAfter(line, "(instance ", ")")].insert(logPid(line));
+                    if (contains(line, "is unavailable")) {
+                        ++fastFail;
+                    } else if (contains(line, "cannot connect")) {
+                        ++connectFail;
+                    } else {
+                        brokenUnder.insert(fieldAfter(line, "(instance ", ")"));
+                        if (++midStatement <= 4)
+                            midStatementErrors +=
+                                "    " + line.substr(line.find("(instance ")) + "\n";
+                    }
+                } else if (contains(line, "accounting: instance=")) {
+                    answeredOn[fieldAfter(line, "instance=", ",")] = logPid(line);
+                } else if (contains(line, "accounting already done for this mail")) {
+                    ++skipped;
+                }
+            }
+        }
+        for (const auto& f : failedOn) {
+            auto a = answeredOn.find(f.first);
+            if (a == answeredOn.end()) continue;
+            if (f.second.count(a->second))
+                ++sameWorker;
+            else
+                ++otherWorker;
+        }
+        long long counted = std::stoll(row.at(0));
+        // Counted more often than answered-minus-skipped: a failed attempt had counted after all.
+        long long twice = counted - (answered.count - static_cast<long long>(skipped));
+        std::string summary =
+            std::string("[TestAccountingMysql] outage (on_error ") +
+            (continueOnError ? "continue" : "fail") + "): " + std::to_string(msgs.size()) +
+            " messages, " + std::to_string(answered.count) + " answered (" +
+            std::to_string(answeredBeforeStop.count) + " before the stop), " +
+            std::to_string(noReply) + " closed without reply (" + std::to_string(noReplyDuring) +
+            " while down), " + std::to_string(answeredDuring) + " answered while down, " +
+            std::to_string(resent) + " resent messages (answered by the worker that had failed " +
+            "them: " + std::to_string(sameWorker) + ", by another: " + std::to_string(otherWorker) +
+            "), " + std::to_string(skipped) + " skipped as already done, " + std::to_string(hangs) +
+            " hangs, " + std::to_string(connectFailed) + " refused connects, " +
+            std::to_string(gaveUp) + " given up; failed attempts: " + std::to_string(fastFail) +
+            " is unavailable, " + std::to_string(connectFail) + " cannot connect, " +
+            std::to_string(midStatement) + " broken under a statement; MariaDB stop " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(tDown - tStopCall).count()) +
+            " ms (" + (clean ? "clean" : "SIGKILL") + "), start " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(tUp - tStartCall).count()) +
+            " ms, recovery " + std::to_string(recoveryMs) + " ms; counted " +
+            std::to_string(counted) + " (" + row.at(1) + " rcpt, " + row.at(2) + " bytes, " +
+            row.at(3) + " size_rcpt), expected " + answered.str() +
+            (continueOnError ? "" : "; counted twice: " + std::to_string(twice)) + "\n" +
+            midStatementErrors;
+        if (skipped > 0)
+            summary +=
+                "  diagnosis: Accounting marks the instance done in the worker's session "
+                "(isAlreadyDone) before its update; the update failed, the mark stayed, and the "
+                "resent request on the same worker was answered without counting\n";
+        std::fprintf(stderr, "%s", summary.c_str());
+        std::string what = summary + d_->logTail(40);
+
+        // Every request was answered or closed without an answer; none hung, none was lost.
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, size_t(0), hangs);
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, size_t(0), gaveUp);
+        // The daemon survived: same master, same workers, nobody died.
+        CPPUNIT_ASSERT_MESSAGE(what, d_->running() && d_->pid() == master);
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(what, pidList(workers0), pidList(d_->workers()));
+        CPPUNIT_ASSERT_MESSAGE(what, !contains(log, " died"));
+        // The driver logged the outage and the recovery.
+        CPPUNIT_ASSERT_MESSAGE(what, contains(log, "database 'db': connection lost"));
+        CPPUNIT_ASSERT_MESSAGE(what, contains(log, "database 'db': connection re-established"));
+        CPPUNIT_ASSERT_MESSAGE(what, !contains(log, itest::MariaDb::kPassword));
+        CPPUNIT_ASSERT_MESSAGE(what, recoveryMs >= 0 && recoveryMs <= 3000);
+
+        if (!continueOnError) {
+            // Nothing lost: every message answered "dunno" was counted, also when it was
+            // answered to a resend after failed attempts.
+            CPPUNIT_ASSERT_MESSAGE(what + "answered but not counted: " +
+                                       std::to_string(answered.count - counted) + " messages",
+                                   counted >= answered.count);
+            // Nothing counted twice, except where the daemon cannot know: an attempt whose
+            // session broke under the INSERT (the server shut down between executing it and
+            // sending the OK) may have committed; its resend then counts the message again.
+            // Any excess must be exactly such messages (a subset of them, all four counters).
+            Counters excess{counted - answered.count, std::stoll(row.at(1)) - answered.rcpt,
+                            std::stoll(row.at(2)) - answered.size,
+                            std::stoll(row.at(3)) - answered.sizeRcpt};
+            if (excess.count == 0) {
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(what, answered.rcpt, std::stoll(row.at(1)));
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(what, answered.size, std::stoll(row.at(2)));
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(what, answered.sizeRcpt, std::stoll(row.at(3)));
+            } else {
+                std::vector<const Load::Msg*> cand;
+                for (const auto& inst : brokenUnder) {
+                    auto it = byInstance.find(inst);
+                    if (it != byInstance.end() && it->second->answered) cand.push_back(it->second);
+                }
+                std::string why = what + "counted twice: " + excess.str() +
+                                  "; messages whose attempt broke under a statement: " +
+                                  std::to_string(cand.size());
+                CPPUNIT_ASSERT_MESSAGE(why, excess.count <= static_cast<long long>(cand.size()));
+                CPPUNIT_ASSERT_MESSAGE(why, cand.size() <= 16);
+                bool explained = false;
+                for (unsigned mask = 1; mask < (1u << cand.size()) && !explained; ++mask) {
+                    Counters sub;
+                    for (size_t i = 0; i < cand.size(); ++i)
+                        if (mask & (1u << i)) sub.add(cand[i]->rcpt, cand[i]->size);
+                    explained = sub.count == excess.count && sub.rcpt == excess.rcpt &&
+                                sub.size == excess.size && sub.sizeRcpt == excess.sizeRcpt;
+                }
+                CPPUNIT_ASSERT_MESSAGE(why, explained);
+            }
+            // While the server was away nothing was answered, and requests were closed
+            // unanswered; they were resent until answered.
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, size_t(0), answeredDuring);
+            CPPUNIT_ASSERT_MESSAGE(what, noReplyDuring >= 1);
+            CPPUNIT_ASSERT_MESSAGE(what, resent >= 1);
+            CPPUNIT_ASSERT_MESSAGE(what, contains(log, "error while processing request"));
+            for (const auto& m : msgs)
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(what + m.instance, std::string("dunno"), m.action);
+        } else {
+            // Mail passed while the server was away: answered, never closed without an answer.
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, size_t(0), noReply);
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, size_t(0), resent);
+            CPPUNIT_ASSERT_MESSAGE(what, answeredDuring >= 10);
+            for (const auto& m : msgs)
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(what + m.instance, std::string("dunno"), m.action);
+            CPPUNIT_ASSERT_MESSAGE(what, contains(log, "plugin AcctIP failed"));
+            CPPUNIT_ASSERT_MESSAGE(what, !contains(log, "error while processing request"));
+            // Counted: everything before the stop, nothing of what was answered while the
+            // server was down.
+            CPPUNIT_ASSERT_MESSAGE(what, counted >= answeredBeforeStop.count);
+            CPPUNIT_ASSERT_MESSAGE(
+                what, counted <= answered.count - static_cast<long long>(answeredDuring));
+            // Counting has resumed for good: 50 more messages on a new connection, exactly.
+            std::vector<std::string> before = row;
+            Counters more;
+            Conn c = d_->connect();
+            CPPUNIT_ASSERT_MESSAGE("connect", c.isOpen());
+            for (int i = 0; i < 50; ++i) {
+                std::string reply;
+                long long rcpt = i % 3, size = 4000 + i;
+                Conn::Status st = c.request(
+                    eomRequest("cont.after." + std::to_string(i), client, rcpt, size), reply, 5000);
+                CPPUNIT_ASSERT_MESSAGE(what + itest::statusName(st), st == Conn::Status::Ok);
+                CPPUNIT_ASSERT_EQUAL(std::string("dunno"), itest::actionOf(reply));
+                more.add(rcpt, size);
+            }
+            row = counterRow(client);
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(std::stoll(before[0]) + more.count),
+                                         row.at(0));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(std::stoll(before[1]) + more.rcpt),
+                                         row.at(1));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(std::stoll(before[2]) + more.size),
+                                         row.at(2));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(
+                what, std::to_string(std::stoll(before[3]) + more.sizeRcpt), row.at(3));
+        }
+    }
+
+    itest::MariaDb* db_ = nullptr;
+    std::unique_ptr<Daemon> d_;
+};
+
+CPPUNIT_TEST_SUITE_REGISTRATION(TestAccountingMysql);
