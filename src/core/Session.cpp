@@ -32,6 +32,11 @@ void Session::addScore(const std::string& field, const std::string& name, double
 SessionStore::SessionStore(int expireSeconds, size_t maxEntries)
     : expireSeconds_(expireSeconds), maxEntries_(maxEntries ? maxEntries : 1) {}
 
+void SessionStore::evictOldest() {
+    sessions_.erase(lru_.back());
+    lru_.pop_back();
+}
+
 Session& SessionStore::acquire(const std::string& instance, time_t now) {
     if (instance.empty()) {
         scratch_.clear();
@@ -40,38 +45,34 @@ Session& SessionStore::acquire(const std::string& instance, time_t now) {
     }
     auto it = sessions_.find(instance);
     if (it != sessions_.end()) {
-        if (now - it->second.lastUsed > expireSeconds_) {
-            it->second.clear();
-            it->second.set("_instance", instance);
+        Entry& e = it->second;
+        if (now - e.session.lastUsed > expireSeconds_) {
+            e.session.clear();
+            e.session.set("_instance", instance);
         }
-        it->second.lastUsed = now;
-        return it->second;
+        e.session.lastUsed = now;
+        lru_.splice(lru_.begin(), lru_, e.lru);  // most recently used first
+        return e.session;
     }
     if (sessions_.size() >= maxEntries_) {
         expire(now);
-        if (sessions_.size() >= maxEntries_) {
-            // Still full: drop the least recently used entry.
-            auto oldest = sessions_.begin();
-            for (auto i = sessions_.begin(); i != sessions_.end(); ++i)
-                if (i->second.lastUsed < oldest->second.lastUsed) oldest = i;
-            sessions_.erase(oldest);
-        }
+        while (sessions_.size() >= maxEntries_) evictOldest();
     }
-    Session& s = sessions_[instance];
-    s.lastUsed = now;
-    s.set("_instance", instance);
-    return s;
+    lru_.push_front(instance);
+    Entry& e = sessions_[instance];
+    e.lru = lru_.begin();
+    e.session.lastUsed = now;
+    e.session.set("_instance", instance);
+    return e.session;
 }
 
 size_t SessionStore::expire(time_t now) {
     size_t n = 0;
-    for (auto it = sessions_.begin(); it != sessions_.end();) {
-        if (now - it->second.lastUsed > expireSeconds_) {
-            it = sessions_.erase(it);
-            ++n;
-        } else {
-            ++it;
-        }
+    while (!lru_.empty()) {
+        auto it = sessions_.find(lru_.back());
+        if (now - it->second.session.lastUsed <= expireSeconds_) break;
+        evictOldest();
+        ++n;
     }
     return n;
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ctime>
+#include <list>
 #include <string>
 #include <unordered_map>
 
@@ -41,9 +42,18 @@ public:
     size_t size() const { return sessions_.size(); }
 
 private:
+    struct Entry {
+        Session session;
+        std::list<std::string>::iterator lru;  // position in lru_
+    };
+    void evictOldest();
+
     int expireSeconds_;
     size_t maxEntries_;
-    std::unordered_map<std::string, Session> sessions_;
+    std::unordered_map<std::string, Entry> sessions_;
+    // Instances by last use, most recent first: expiry and eviction take from the back in
+    // O(1), so a full store costs nothing per request.
+    std::list<std::string> lru_;
     Session scratch_;
 };
 
