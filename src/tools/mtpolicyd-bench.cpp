@@ -47,6 +47,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "mtpolicyd/util/Fd.h"
+
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0.1"
 #endif
@@ -68,34 +70,7 @@ std::atomic<bool> gStop{false};
 
 extern "C" void onSignal(int) { gStop.store(true, std::memory_order_relaxed); }
 
-// Owns a file descriptor and closes it when going out of scope.
-class Fd {
-  public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { reset(); }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    Fd(Fd&& other) noexcept : fd_(other.release()) {}
-    Fd& operator=(Fd&& other) noexcept {
-        if (this != &other) reset(other.release());
-        return *this;
-    }
-    int get() const { return fd_; }
-    bool valid() const { return fd_ >= 0; }
-    int release() {
-        int fd = fd_;
-        fd_ = -1;
-        return fd;
-    }
-    void reset(int fd = -1) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = fd;
-    }
-
-  private:
-    int fd_ = -1;
-};
+using mtp::Fd;
 
 // Where to connect: a TCP address (loopback only) or a unix socket.
 struct Target {

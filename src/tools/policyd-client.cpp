@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "mtpolicyd/util/Fd.h"
+
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION "0.1"
 #endif
@@ -37,35 +39,7 @@ constexpr int kExitFailure = 1;
 constexpr int kExitConnect = 2;
 constexpr int kExitUsage = 64;
 
-// Owns a file descriptor and closes it when going out of scope.
-class FileDescriptor {
-  public:
-    FileDescriptor() = default;
-    explicit FileDescriptor(int fd) : fd_(fd) {}
-    ~FileDescriptor() { reset(); }
-    FileDescriptor(const FileDescriptor&) = delete;
-    FileDescriptor& operator=(const FileDescriptor&) = delete;
-    FileDescriptor(FileDescriptor&& other) noexcept : fd_(other.release()) {}
-    FileDescriptor& operator=(FileDescriptor&& other) noexcept {
-        if (this != &other) reset(other.release());
-        return *this;
-    }
-
-    int get() const { return fd_; }
-    bool valid() const { return fd_ >= 0; }
-    int release() {
-        int fd = fd_;
-        fd_ = -1;
-        return fd;
-    }
-    void reset(int fd = -1) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = fd;
-    }
-
-  private:
-    int fd_ = -1;
-};
+using FileDescriptor = mtp::Fd;
 
 // Raised for fatal errors; carries the message and the exit code.
 struct ClientError {
