@@ -29,13 +29,15 @@ public:
           enabled_(ctx.opts),
           timePattern_(ctx.opts.str("time_pattern")),
           db_(&ctx.config->sqlConnection(ctx.opts.str("db"), ctx.opts.whereOf("db"), "db")),
-          engine_(ctx.opts.str("mysql_engine")) {
+          engine_(ctx.opts.str("mysql_engine")),
+          doneKey_(name_ + "-acct") {
         if (!isSafeIdentifier(engine_))
             throw ConfigError(ctx.opts.whereOf("mysql_engine") + ": plugin '" + name_ +
                               "': key 'mysql_engine': must match [A-Za-z0-9_]+");
         for (const auto& f : ctx.opts.list("fields")) {
             Table t;
             t.field = f;
+            t.doneKey = doneKey_ + ":" + f;
             try {
                 t.name = accountingTable(ctx.opts.str("table_prefix"), f);
             } catch (const DbError& e) {
@@ -54,8 +56,7 @@ public:
         // then. With several fields each table is marked on its own, so a resend after a
         // partial failure counts only what is missing.
         Session& s = r.sess();
-        const std::string doneKey = name_ + "-acct";
-        if (s.get(doneKey)) {
+        if (s.get(doneKey_)) {
             log(r, "accounting already done for this mail, skipping");
             return;
         }
@@ -69,19 +70,19 @@ public:
                 log(r, t.field + " not defined in request, skipping");
                 continue;
             }
-            const std::string fieldDone = doneKey + ":" + t.field;
-            if (s.get(fieldDone)) continue;
+            if (s.get(t.doneKey)) continue;
             ensureTable(t);
             update(t, *key, timeKey, rcpt, size);
-            s.set(fieldDone, "1");
+            s.set(t.doneKey, "1");
         }
-        s.set(doneKey, "1");
+        s.set(doneKey_, "1");
     }
 
 private:
     struct Table {
         std::string field;
         std::string name;
+        std::string doneKey;  // session flag: this table has counted the message
         bool ready = false;
         bool upsert = true;  // false: a Perl-made SQLite table whose duplicates forbid a unique index
         std::string upsertSql, updateSql, insertSql;
@@ -188,6 +189,7 @@ private:
     std::string timePattern_;
     SqlConnection* db_;
     std::string engine_;
+    std::string doneKey_;  // session flag: the message has been counted (mtpolicyd's <name>-acct)
     std::vector<Table> tables_;
 };
 

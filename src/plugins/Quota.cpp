@@ -32,6 +32,13 @@ public:
             fail("metric", "expected count, count_rcpt, size or size_rcpt, got \"" + ctx.opts.str("metric") + "\"");
         if (!isSafeIdentifier(prefix_ + ctx.opts.str("field")))
             fail("field", "table name '" + prefix_ + ctx.opts.str("field") + "' must match [A-Za-z0-9_]+");
+        defaultField_ = ctx.opts.str("field");
+        defaultMetric_ = ctx.opts.str("metric");
+        defaultSql_ = selectSql(prefix_ + defaultField_, defaultMetric_);
+    }
+
+    static std::string selectSql(const std::string& table, const std::string& metric) {
+        return "SELECT `" + metric + "` FROM `" + table + "` WHERE `key` = ? AND `time` = ?";
     }
 
     void run(Request& r) override {
@@ -45,11 +52,18 @@ public:
         const std::string& metric = metric_.get(r);
         if (!isAccountingMetric(metric))
             throw DbError("metric '" + metric + "' (from uc_metric) is not count, count_rcpt, size or size_rcpt");
-        std::string table = accountingTable(prefix_, field);  // throws for a bad uc_field
         double value = 0;
         try {
-            SqlResult res = db_->execute("SELECT `" + metric + "` FROM `" + table + "` WHERE `key` = ? AND `time` = ?",
-                                         {SqlParam::of(*key), SqlParam::of(formatLocalTime(timePattern_, time(nullptr)))});
+            // The statement text is built once for the configured field and metric; only a
+            // uc_ override builds (and the driver prepares) another one.
+            std::string overridden;
+            const std::string* sql = &defaultSql_;
+            if (field != defaultField_ || metric != defaultMetric_) {
+                overridden = selectSql(accountingTable(prefix_, field), metric);  // checks uc_field
+                sql = &overridden;
+            }
+            SqlResult res = db_->execute(*sql, {SqlParam::of(*key),
+                                                SqlParam::of(formatLocalTime(timePattern_, time(nullptr)))});
             if (!res.rows.empty() && !res.rows[0].empty() && res.rows[0][0]) parseNumber(*res.rows[0][0], value);
         } catch (const DbNoSuchTable&) {
             value = 0;  // nothing counted yet
@@ -73,6 +87,7 @@ private:
     std::string timePattern_;
     std::string prefix_;
     SqlConnection* db_;
+    std::string defaultField_, defaultMetric_, defaultSql_;
 };
 
 }  // namespace
