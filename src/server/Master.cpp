@@ -27,13 +27,20 @@
 
 namespace mtp {
 
+namespace {
+// The header is padded to the slots' alignment.
+constexpr size_t kHeaderBytes = 64;
+constexpr size_t kMapBytes = kHeaderBytes + sizeof(ScoreSlot) * Scoreboard::kSlots;
+}  // namespace
+
 Scoreboard::Scoreboard() {
-    void* p = mmap(nullptr, sizeof(ScoreSlot) * kSlots, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw SystemError("mmap scoreboard", errno);
-    slots_ = static_cast<ScoreSlot*>(p);  // zero-filled: every slot Free
+    map_ = mmap(nullptr, kMapBytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (map_ == MAP_FAILED) throw SystemError("mmap scoreboard", errno);
+    header_ = static_cast<Header*>(map_);  // zero-filled: span 0, every slot Free
+    slots_ = reinterpret_cast<ScoreSlot*>(static_cast<char*>(map_) + kHeaderBytes);
 }
 
-Scoreboard::~Scoreboard() { munmap(slots_, sizeof(ScoreSlot) * kSlots); }
+Scoreboard::~Scoreboard() { munmap(map_, kMapBytes); }
 
 int Scoreboard::allocate() {
     for (size_t i = 0; i < kSlots; ++i) {
@@ -41,15 +48,30 @@ int Scoreboard::allocate() {
             slots_[i].requests.store(0);
             slots_[i].connections.store(0);
             slots_[i].open.store(0);
+            slots_[i].accepting.store(0);
             slots_[i].set(WorkerState::Starting);
+            if (i + 1 > header_->span.load()) header_->span.store(static_cast<uint32_t>(i + 1));
             return static_cast<int>(i);
         }
     }
     return -1;
 }
 
+long Placement::fewestElsewhere(Scoreboard& board, const ScoreSlot& self) {
+    long fewest = -1;
+    for (size_t i = 0, n = board.span(); i < n; ++i) {
+        ScoreSlot& s = board.slot(static_cast<int>(i));
+        if (&s == &self || s.get() != WorkerState::Idle || !s.accepting.load(std::memory_order_relaxed))
+            continue;
+        long open = s.open.load(std::memory_order_relaxed);
+        if (fewest < 0 || open < fewest) fewest = open;
+    }
+    return fewest;
+}
+
 void Scoreboard::release(int index) {
     slots_[index].pid.store(0);
+    slots_[index].accepting.store(0);
     slots_[index].set(WorkerState::Free);
 }
 
@@ -101,7 +123,7 @@ void Master::spawn() {
     }
     if (pid == 0) {
         board_.slot(slot).pid.store(getpid());
-        int rc = runWorker(*cfg_, listeners_, board_.slot(slot));
+        int rc = runWorker(*cfg_, listeners_, board_, board_.slot(slot));
         _exit(rc);
     }
     board_.slot(slot).pid.store(pid);
@@ -165,7 +187,9 @@ void Master::manage() {
         ++total;
         if (st == WorkerState::Idle || st == WorkerState::Starting) {
             ++idle;
-            idlePid = kv.first;
+            // Only a worker without connections is stopped for being spare: closing a
+            // kept-alive connection costs Postfix a retry delay on its next request.
+            if (board_.slot(c.slot).open.load(std::memory_order_relaxed) == 0) idlePid = kv.first;
         }
     }
     if (stopping_) return;

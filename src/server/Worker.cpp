@@ -71,7 +71,7 @@ public:
 
 class Worker {
 public:
-    Worker(Config& cfg, const std::vector<Listener>& listeners, ScoreSlot& slot);
+    Worker(Config& cfg, const std::vector<Listener>& listeners, Scoreboard& board, ScoreSlot& slot);
     int run();
 
     void onAccept(const Listener& l);
@@ -83,7 +83,12 @@ public:
         close(c);
     }
     void onTimer(Connection& c);
-    void startDrain(const char* why);
+    // Stop accepting and exit once no connection is left. Hard (SIGTERM, reload, shutdown):
+    // idle connections close now, the others after their answer, and all by request_timeout.
+    // Soft (max_requests): open connections are served until their client closes them or
+    // they idle out; closing a kept-alive connection would cost Postfix's next request on it
+    // a one-second retry delay (smtpd_policy_service_retry_delay).
+    void startDrain(const char* why, bool hard);
     void close(Connection& c);
     void onHousekeeping() { sessions_.expire(time(nullptr)); }
     void forceStop() {
@@ -96,12 +101,14 @@ private:
     void process(Connection& c);
     bool flush(Connection& c);  // false when the connection was closed
     void armTimer(Connection& c);
-    void pauseAccepting();
+    void pauseAccepting(long micros, bool announce);
     void resumeAccepting();
+    bool otherWorkerShouldAccept() const;
     void checkDrained();
 
     Config& cfg_;
     const std::vector<Listener>& listeners_;
+    Scoreboard& board_;
     ScoreSlot& slot_;
     std::unique_ptr<event_base, BaseDeleter> base_;
     std::vector<EventPtr> listenEvents_;
@@ -113,6 +120,7 @@ private:
     const timeval* requestTv_ = nullptr;
     uint64_t accepted_ = 0;
     bool draining_ = false;
+    bool hardDrain_ = false;
     bool accepting_ = true;
     time_t lastFdWarning_ = 0;
     char buf_[65536];
@@ -167,7 +175,7 @@ void signalCb(evutil_socket_t sig, short, void* arg) {
         log::reopen();
         return;
     }
-    guarded("signal", [&] { w->startDrain(sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT"); });
+    guarded("signal", [&] { w->startDrain(sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "SIGQUIT", true); });
 }
 
 std::vector<std::unique_ptr<ListenArg>> g_listenArgs;
@@ -203,9 +211,10 @@ std::string peerName(int fd, const Listener& l) {
     return "unix:" + l.address;
 }
 
-Worker::Worker(Config& cfg, const std::vector<Listener>& listeners, ScoreSlot& slot)
+Worker::Worker(Config& cfg, const std::vector<Listener>& listeners, Scoreboard& board, ScoreSlot& slot)
     : cfg_(cfg),
       listeners_(listeners),
+      board_(board),
       slot_(slot),
       base_(event_base_new()),
       sessions_(cfg.sessionExpire, cfg.sessionMaxEntries) {
@@ -240,33 +249,54 @@ int Worker::run() {
         this));
     timeval hk{5, 0};
     event_add(housekeeping_.get(), &hk);
+    slot_.accepting.store(1, std::memory_order_relaxed);
     slot_.set(WorkerState::Idle);
     event_base_dispatch(base_.get());
     conns_.clear();
     return 0;
 }
 
-void Worker::pauseAccepting() {
+void Worker::pauseAccepting(long micros, bool announce) {
     if (!accepting_) return;
     accepting_ = false;
+    // A worker stepping back for a millisecond still counts as accepting for the others;
+    // one that cannot accept (out of descriptors) does not.
+    if (announce) slot_.accepting.store(0, std::memory_order_relaxed);
     for (auto& ev : listenEvents_) event_del(ev.get());
     if (!resumeTimer_)
         resumeTimer_.reset(evtimer_new(
             base_.get(),
             [](evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->resumeAccepting(); }, this));
-    timeval tv{0, 100000};
+    timeval tv{micros / 1000000, micros % 1000000};
     evtimer_add(resumeTimer_.get(), &tv);
 }
 
 void Worker::resumeAccepting() {
     if (draining_ || accepting_) return;
     accepting_ = true;
+    slot_.accepting.store(1, std::memory_order_relaxed);
     for (auto& ev : listenEvents_) event_add(ev.get(), nullptr);
+}
+
+// Least connections: every worker is woken by a new connection, and the ones that hold more
+// connections than an idle, accepting colleague leave it to that one. The worker with the
+// fewest never steps back, so some worker always accepts; a busy worker (running a chain)
+// cannot accept and is not waited for. Connections spread evenly, so a database-bound chain
+// gets as many concurrent database sessions as there are workers with connections.
+bool Worker::otherWorkerShouldAccept() const {
+    long fewest = Placement::fewestElsewhere(board_, slot_);
+    return fewest >= 0 && fewest < static_cast<long>(conns_.size());
 }
 
 void Worker::onAccept(const Listener& l) {
     // A few per wake-up, so that the workers woken together share a burst of connections.
     for (int i = 0; i < 4 && !draining_; ++i) {
+        if (otherWorkerShouldAccept()) {
+            // Step back briefly: the listening socket stays readable until the other worker
+            // has accepted, and being woken for it again and again would only burn CPU.
+            pauseAccepting(1000, false);
+            return;
+        }
         int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
@@ -277,7 +307,7 @@ void Worker::onAccept(const Listener& l) {
                             l.address.c_str(), std::strerror(errno), conns_.size());
                     lastFdWarning_ = now;
                 }
-                pauseAccepting();
+                pauseAccepting(100000, true);
                 return;
             }
             MTP_LOG(log::Err, "accept on %s failed: %s", l.address.c_str(), std::strerror(errno));
@@ -304,7 +334,7 @@ void Worker::onAccept(const Listener& l) {
         slot_.open.store(static_cast<uint32_t>(conns_.size()), std::memory_order_relaxed);
         ++accepted_;
         if (cfg_.maxRequests > 0 && accepted_ >= static_cast<uint64_t>(cfg_.maxRequests)) {
-            startDrain("max_requests reached");
+            startDrain("max_requests reached", false);
             return;
         }
     }
@@ -425,6 +455,8 @@ void Worker::process(Connection& c) {
         ok = false;
     }
     double elapsed = monotonicMs() - start;
+    sessions_.release(*r.session);
+    r.session = nullptr;
     slot_.set(draining_ ? WorkerState::Draining : WorkerState::Idle);
     // A chain that finished is answered even when it took longer than request_timeout: its
     // writes (accounting) are done, and dropping the answer would make Postfix retry the
@@ -455,7 +487,7 @@ void Worker::process(Connection& c) {
     }
     ++c.served;
     slot_.requests.fetch_add(1, std::memory_order_relaxed);
-    if ((cfg_.maxKeepalive > 0 && c.served >= static_cast<uint64_t>(cfg_.maxKeepalive)) || draining_)
+    if ((cfg_.maxKeepalive > 0 && c.served >= static_cast<uint64_t>(cfg_.maxKeepalive)) || hardDrain_)
         c.closeAfterWrite = true;
     r.clear();
     if (c.timerMode != Connection::Timer::None) {
@@ -501,14 +533,37 @@ void Worker::onWrite(Connection& c) {
     if (flush(c) && !c.closeAfterWrite) armTimer(c);
 }
 
-void Worker::startDrain(const char* why) {
-    if (draining_) return;
+void Worker::startDrain(const char* why, bool hard) {
+    if (draining_ && (hardDrain_ || !hard)) return;
+    if (!draining_)
+        MTP_LOG(log::Info, "worker %d stopping (%s): %zu connections open", static_cast<int>(getpid()), why,
+                conns_.size());
     draining_ = true;
-    MTP_LOG(log::Info, "worker %d stopping (%s): %zu connections open", static_cast<int>(getpid()), why,
-            conns_.size());
+    hardDrain_ = hard;
     slot_.set(WorkerState::Draining);
+    slot_.accepting.store(0, std::memory_order_relaxed);
     for (auto& ev : listenEvents_) event_del(ev.get());
     if (resumeTimer_) evtimer_del(resumeTimer_.get());
+    if (!drainTimer_)
+        drainTimer_.reset(evtimer_new(
+            base_.get(),
+            [](evutil_socket_t, short, void* arg) {
+                auto* w = static_cast<Worker*>(arg);
+                if (w->hardDrain_) {
+                    MTP_LOG(log::Info, "worker %d: drain deadline reached", static_cast<int>(getpid()));
+                    w->forceStop();
+                } else {
+                    w->startDrain("connections still open after keepalive_timeout", true);
+                }
+            },
+            this));
+    if (!hard) {
+        // Idle connections close themselves at keepalive_timeout; this bounds the rest.
+        timeval tv{(cfg_.keepaliveTimeout > 0 ? cfg_.keepaliveTimeout : 600) + cfg_.requestTimeout, 0};
+        evtimer_add(drainTimer_.get(), &tv);
+        checkDrained();
+        return;
+    }
     // Idle connections that have been used go now; the others get to finish their request.
     std::vector<Connection*> idle;
     for (auto& kv : conns_) {
@@ -517,14 +572,6 @@ void Worker::startDrain(const char* why) {
         else c->closeAfterWrite = true;
     }
     for (Connection* c : idle) close(*c);
-    drainTimer_.reset(evtimer_new(
-        base_.get(),
-        [](evutil_socket_t, short, void* arg) {
-            auto* w = static_cast<Worker*>(arg);
-            MTP_LOG(log::Info, "worker %d: drain deadline reached", static_cast<int>(getpid()));
-            w->forceStop();
-        },
-        this));
     timeval tv{cfg_.requestTimeout, 0};
     evtimer_add(drainTimer_.get(), &tv);
     checkDrained();
@@ -536,7 +583,7 @@ void Worker::checkDrained() {
 
 }  // namespace
 
-int runWorker(Config& config, const std::vector<Listener>& listeners, ScoreSlot& slot) {
+int runWorker(Config& config, const std::vector<Listener>& listeners, Scoreboard& board, ScoreSlot& slot) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);  // until libevent installs its handler: a HUP must not kill us
     signal(SIGCHLD, SIG_DFL);
@@ -545,7 +592,7 @@ int runWorker(Config& config, const std::vector<Listener>& listeners, ScoreSlot&
     sigprocmask(SIG_SETMASK, &none, nullptr);
     try {
         config.startPlugins();
-        Worker w(config, listeners, slot);
+        Worker w(config, listeners, board, slot);
         return w.run();
     } catch (const std::exception& e) {
         MTP_LOG(log::Err, "worker %d failed: %s", static_cast<int>(getpid()), e.what());

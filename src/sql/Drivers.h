@@ -19,6 +19,11 @@ std::unique_ptr<SqlConnection> makeMysqlConnection(
 
 std::unique_ptr<SqlConnection> makeSqliteConnection(const SqlSettings& settings);
 
+// A number that changes in the child at every fork (pthread_atfork): a handle opened under
+// another number was inherited from the parent. Cheaper than getpid(), a system call, on every
+// statement.
+unsigned processGeneration();
+
 // Replaces every occurrence of `secret` in `text` with "***" (belt and braces: no server
 // message is known to echo a password, but none may ever reach a log).
 std::string scrub(std::string text, const std::string& secret);

@@ -4,9 +4,23 @@
 
 #include "Drivers.h"
 
+#include <pthread.h>
+
+#include <atomic>
+
 namespace mtp {
 
 namespace sqldetail {
+
+namespace {
+std::atomic<unsigned> g_generation{1};
+const int g_atforkRegistered = pthread_atfork(nullptr, nullptr, [] { g_generation.fetch_add(1); });
+}  // namespace
+
+unsigned processGeneration() {
+    (void)g_atforkRegistered;
+    return g_generation.load(std::memory_order_relaxed);
+}
 
 std::string scrub(std::string text, const std::string& secret) {
     if (secret.empty()) return text;

@@ -55,7 +55,7 @@ class SqliteConnection final : public SqlConnection {
     ~SqliteConnection() override {
         // A handle inherited through fork belongs to the parent; SQLite forbids using (or
         // closing) it in the child, so the child only forgets it.
-        if (db_ && owner_ != getpid()) abandon();
+        if (db_ && owner_ != processGeneration()) abandon();
     }
 
     SqlResult execute(const std::string& sql, const std::vector<SqlParam>& params) override {
@@ -151,7 +151,7 @@ class SqliteConnection final : public SqlConnection {
     }
 
     sqlite3* handle() {
-        if (db_ && owner_ != getpid()) abandon();
+        if (db_ && owner_ != processGeneration()) abandon();
         if (!db_) open();
         return db_.get();
     }
@@ -184,7 +184,7 @@ class SqliteConnection final : public SqlConnection {
             failing_ = false;
         }
         db_ = std::move(db);
-        owner_ = getpid();
+        owner_ = processGeneration();
     }
 
     // Per-handle settings. WAL lets readers run while one worker writes; synchronous=NORMAL is
@@ -225,7 +225,7 @@ class SqliteConnection final : public SqlConnection {
     }
 
     SqlSettings settings_;
-    pid_t owner_ = 0;  // the process that opened db_
+    unsigned owner_ = 0;  // processGeneration() when db_ was opened
     DbPtr db_;
     // Declared after db_ so that the statements are finalized before the handle closes.
     std::unordered_map<std::string, StmtPtr> stmts_;

@@ -8,7 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <algorithm>
+#include <set>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -64,6 +67,35 @@ min_servers = 2; min_spare_servers = 1; max_spare_servers = 2; max_servers = 2;
            "\n" + vhosts;
 }
 
+// Established TCP connections to local `port` whose socket is open in process `pid`.
+size_t tcpConnectionsOf(pid_t pid, int port) {
+    char portHex[8];
+    std::snprintf(portHex, sizeof portHex, "%04X", port);
+    std::set<std::string> inodes;
+    std::istringstream table(itest::readFile("/proc/" + std::to_string(pid) + "/net/tcp"));
+    std::string line;
+    std::getline(table, line);  // header
+    while (std::getline(table, line)) {
+        std::istringstream f(line);
+        std::string sl, local, remote, st, queues, timer, retr, uid, timeout, inode;
+        f >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode;
+        if (st == "01" && local.size() > 5 && local.substr(local.size() - 4) == portHex) inodes.insert(inode);
+    }
+    size_t n = 0;
+    std::string fdDir = "/proc/" + std::to_string(pid) + "/fd";
+    if (DIR* dir = opendir(fdDir.c_str())) {
+        while (dirent* e = readdir(dir)) {
+            char target[256];
+            ssize_t len = readlink((fdDir + "/" + e->d_name).c_str(), target, sizeof target - 1);
+            if (len <= 0) continue;
+            std::string t(target, static_cast<size_t>(len));
+            if (t.rfind("socket:[", 0) == 0 && inodes.count(t.substr(8, t.size() - 9))) ++n;
+        }
+        closedir(dir);
+    }
+    return n;
+}
+
 std::string describe(Conn::Status st, const std::string& reply) {
     return std::string(itest::statusName(st)) + ", reply '" + reply + "'";
 }
@@ -94,6 +126,7 @@ class TestDaemon : public CppUnit::TestFixture {
     CPPUNIT_TEST(testReloadValid);
     CPPUNIT_TEST(testSigterm);
     CPPUNIT_TEST(testMaxKeepalive);
+    CPPUNIT_TEST(testMaxRequestsKeepsConnections);
     CPPUNIT_TEST(testRequestTimeout);
     CPPUNIT_TEST(testKeepaliveTimeout);
     CPPUNIT_TEST(testWorkerCountAndPidFile);
@@ -302,6 +335,14 @@ keepalive_timeout = 60;
                                    st == Conn::Status::Ok);
         }
         CPPUNIT_ASSERT_EQUAL(size_t(2), d_->workers().size());
+        // Least-connections placement: the two workers hold about half each (with a
+        // database-bound chain, that is what gives every connection its share of sessions).
+        for (pid_t w : d_->workers()) {
+            size_t held = tcpConnectionsOf(w, d_->port(1));
+            CPPUNIT_ASSERT_MESSAGE("worker " + std::to_string(w) + " holds " + std::to_string(held) +
+                                       " of " + std::to_string(kIdle) + " connections",
+                                   held >= kIdle * 4 / 10 && held <= kIdle * 6 / 10);
+        }
 
         // Requests on another connection, and on fresh connections, are answered promptly.
         Conn busy = mustConnect();
@@ -570,6 +611,43 @@ virtual_hosts = (
         for (int i = 0; i < 3; ++i)
             CPPUNIT_ASSERT_EQUAL(std::string("reject three"), ask(c2, itest::makeRequest()));
         CPPUNIT_ASSERT_EQUAL(Conn::Status::Closed, c2.waitClosed(2000));
+    }
+
+    // 10b. max_requests (connections per worker): the worker that reached it takes no new
+    //      connections but keeps serving the ones it has (closing a kept-alive connection would
+    //      cost Postfix a one-second retry delay), and exits when their clients have closed them.
+    void testMaxRequestsKeepsConnections() {
+        start(kGlobals + R"(
+port = [ "127.0.0.1:@PORT1@" ];
+min_servers = 1; min_spare_servers = 0; max_spare_servers = 1; max_servers = 3;
+max_requests = 3; request_timeout = 3; keepalive_timeout = 60;
+virtual_hosts = (
+  { name = "main"; port = "@PORT1@";
+    plugins = ( { name = "act"; module = "Action"; action = "dunno"; } ); }
+);
+)");
+        std::vector<pid_t> first = d_->workers();
+        CPPUNIT_ASSERT_EQUAL(size_t(1), first.size());
+        std::vector<Conn> held(3);
+        for (auto& c : held) {
+            c = mustConnect();
+            CPPUNIT_ASSERT_EQUAL(std::string("dunno"), ask(c, itest::makeRequest()));
+        }
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), d_->waitLog("max_requests reached", 2000));
+        // A replacement starts; the old worker stays while its connections are open.
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), itest::waitFor([&] { return d_->workers().size() == 2; }, 3000));
+        Conn fresh = mustConnect();
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), ask(fresh, itest::makeRequest()));
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        for (size_t i = 0; i < held.size(); ++i) {
+            CPPUNIT_ASSERT_MESSAGE("held #" + std::to_string(i) + " was closed", held[i].peerOpen());
+            CPPUNIT_ASSERT_EQUAL(std::string("dunno"), ask(held[i], itest::makeRequest()));
+        }
+        CPPUNIT_ASSERT(itest::processAlive(first[0]));
+        for (auto& c : held) c.close();
+        CPPUNIT_ASSERT_MESSAGE("the old worker did not exit after its clients left",
+                               itest::waitFor([&] { return !itest::processAlive(first[0]); }, 3000));
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), ask(fresh, itest::makeRequest()));
     }
 
     // 11a. request_timeout = 1: a client that sends half a request and stops is disconnected

@@ -29,6 +29,9 @@ class TestSession : public CppUnit::TestFixture {
     CPPUNIT_TEST(testStoreExpireDropsOldOnly);
     CPPUNIT_TEST(testStoreMaxEntriesEvictsLeastRecentlyUsed);
     CPPUNIT_TEST(testStoreFullDropsExpiredFirst);
+    CPPUNIT_TEST(testReleaseDropsEmptySessionsOnly);
+    CPPUNIT_TEST(testInstanceIsNotAVariable);
+    CPPUNIT_TEST(testEvictionOrderSurvivesReleaseAndReuse);
     CPPUNIT_TEST_SUITE_END();
 
   public:
@@ -178,21 +181,100 @@ class TestSession : public CppUnit::TestFixture {
         CPPUNIT_ASSERT_EQUAL(size_t(0), store.size());
     }
 
+    // One request as the worker makes it: acquire, let the "chain" set a value, release.
+    // Returns the value the session had before.
+    static std::string use(SessionStore& store, const std::string& instance, time_t now,
+                           const std::string& setTo = "") {
+        Session& s = store.acquire(instance, now);
+        const std::string* old = s.get("v");
+        std::string before = old ? *old : "<none>";
+        if (!setTo.empty()) s.set("v", setTo);
+        store.release(s);
+        return before;
+    }
+
     void testStoreMaxEntriesEvictsLeastRecentlyUsed() {
         SessionStore store(300, 3);
-        store.acquire("a", 1).set("v", "a");
-        store.acquire("b", 2).set("v", "b");
-        store.acquire("c", 3).set("v", "c");
-        store.acquire("a", 4);  // a is now more recent than b
-        store.acquire("d", 5).set("v", "d");
+        use(store, "a", 1, "a");
+        use(store, "b", 2, "b");
+        use(store, "c", 3, "c");
+        use(store, "a", 4);  // a is now more recent than b
+        use(store, "d", 5, "d");
         CPPUNIT_ASSERT_EQUAL(size_t(3), store.size());
-        CPPUNIT_ASSERT(store.acquire("a", 6).get("v") != nullptr);
-        CPPUNIT_ASSERT(store.acquire("c", 7).get("v") != nullptr);
-        CPPUNIT_ASSERT(store.acquire("d", 8).get("v") != nullptr);
-        // b was dropped: it comes back empty (and pushes out the now oldest, a).
-        CPPUNIT_ASSERT(store.acquire("b", 9).get("v") == nullptr);
+        CPPUNIT_ASSERT_EQUAL(std::string("a"), use(store, "a", 6));
+        CPPUNIT_ASSERT_EQUAL(std::string("c"), use(store, "c", 7));
+        CPPUNIT_ASSERT_EQUAL(std::string("d"), use(store, "d", 8));
+        // b was dropped: it comes back empty; kept again, it pushes out the now oldest, a.
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), use(store, "b", 9, "b"));
         CPPUNIT_ASSERT_EQUAL(size_t(3), store.size());
-        CPPUNIT_ASSERT(store.acquire("a", 10).get("v") == nullptr);
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), use(store, "a", 10));
+        // The empty "a" was not kept, and evicted nothing: c, d, b are still there.
+        CPPUNIT_ASSERT_EQUAL(size_t(3), store.size());
+        use(store, "a", 11, "a");  // kept: pushes out c, the least recently used
+        for (int i = 0; i < 10; ++i) use(store, "empty" + std::to_string(i), 12);
+        CPPUNIT_ASSERT_EQUAL(size_t(3), store.size());
+        CPPUNIT_ASSERT_EQUAL(std::string("d"), use(store, "d", 13));
+        CPPUNIT_ASSERT_EQUAL(std::string("b"), use(store, "b", 13));
+        CPPUNIT_ASSERT_EQUAL(std::string("a"), use(store, "a", 13));
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), use(store, "c", 13));
+    }
+
+    void testReleaseDropsEmptySessionsOnly() {
+        // A chain that writes nothing (most of them) must not leave a session behind: the
+        // store, and so the worker's memory, stays empty under any number of messages.
+        SessionStore store(300, 100);
+        for (int i = 0; i < 1000; ++i) {
+            Session& s = store.acquire("empty" + std::to_string(i), 1000);
+            store.release(s);
+        }
+        CPPUNIT_ASSERT_EQUAL(size_t(0), store.size());
+        Session& kept = store.acquire("kept", 1000);
+        kept.set("quota_count", "10");
+        store.release(kept);
+        CPPUNIT_ASSERT_EQUAL(size_t(1), store.size());
+        Session& again = store.acquire("kept", 1001);
+        CPPUNIT_ASSERT(&again == &kept);
+        CPPUNIT_ASSERT_EQUAL(std::string("10"), *again.get("quota_count"));
+        // Emptied by the chain (ClearFields): dropped, and comes back new.
+        again.erase("quota_count");
+        store.release(again);
+        CPPUNIT_ASSERT_EQUAL(size_t(0), store.size());
+        CPPUNIT_ASSERT(store.acquire("kept", 1002).get("quota_count") == nullptr);
+        // The throw-away session of a request without instance is never stored.
+        Session& scratch = store.acquire("", 1003);
+        scratch.set("score", "1");
+        store.release(scratch);
+        CPPUNIT_ASSERT_EQUAL(size_t(1), store.size());  // only "kept" from the line above
+    }
+
+    void testInstanceIsNotAVariable() {
+        SessionStore store(300, 100);
+        Session& s = store.acquire("0123456789abcdef.instance", 1000);
+        CPPUNIT_ASSERT_EQUAL(size_t(0), s.vars.size());
+        CPPUNIT_ASSERT_EQUAL(std::string("0123456789abcdef.instance"), *s.get("_instance"));
+        s.set("_instance", "overridden");  // a plugin may still set it, as in mtpolicyd
+        CPPUNIT_ASSERT_EQUAL(std::string("overridden"), *s.get("_instance"));
+        CPPUNIT_ASSERT(store.acquire("", 1000).get("_instance") == nullptr);
+    }
+
+    void testEvictionOrderSurvivesReleaseAndReuse() {
+        // Interleave drops of empty sessions with use of kept ones: the LRU links stay intact.
+        SessionStore store(300, 3);
+        for (int round = 0; round < 50; ++round) {
+            std::string k = "k" + std::to_string(round);
+            use(store, k, 10 + round, k);
+            use(store, "tmp" + std::to_string(round), 10 + round);
+            if (round >= 1) use(store, "k" + std::to_string(round - 1), 10 + round);
+        }
+        CPPUNIT_ASSERT_EQUAL(size_t(3), store.size());
+        // The three most recently used: k49 (set), k48 (touched), k47 (touched at round 48).
+        for (const char* k : {"k49", "k48", "k47"}) {
+            const std::string* v = store.acquire(k, 100).get("v");
+            CPPUNIT_ASSERT_MESSAGE(k, v != nullptr);
+            CPPUNIT_ASSERT_EQUAL(std::string(k), *v);
+        }
+        CPPUNIT_ASSERT_EQUAL(size_t(3), store.expire(100 + 301));
+        CPPUNIT_ASSERT_EQUAL(size_t(0), store.size());
     }
 
     void testStoreFullDropsExpiredFirst() {

@@ -20,6 +20,7 @@ struct ScoreSlot {
     std::atomic<uint64_t> requests;     // requests answered
     std::atomic<uint64_t> connections;  // connections accepted
     std::atomic<uint32_t> open;         // connections currently open
+    std::atomic<uint8_t> accepting;     // 1 while the worker listens for new connections
 
     void set(WorkerState s) { state.store(static_cast<uint8_t>(s), std::memory_order_relaxed); }
     WorkerState get() const { return static_cast<WorkerState>(state.load(std::memory_order_relaxed)); }
@@ -38,9 +39,24 @@ public:
     int allocate();
     void release(int index);
     ScoreSlot& slot(int index) { return slots_[index]; }
+    // One past the highest slot ever allocated: readers scan [0, span()).
+    size_t span() const { return header_->span.load(std::memory_order_relaxed); }
 
 private:
+    struct Header {
+        std::atomic<uint32_t> span;
+    };
+    void* map_;
+    Header* header_;
     ScoreSlot* slots_;
+};
+
+// Connection placement between workers (least connections). A worker keeps out of the way
+// of the others while one of them could take a connection and holds fewer: it then neither
+// accepts nor keeps a surplus keep-alive connection.
+struct Placement {
+    // The fewest open connections of the other workers that are idle and accepting, or -1.
+    static long fewestElsewhere(Scoreboard& board, const ScoreSlot& self);
 };
 
 }  // namespace mtp

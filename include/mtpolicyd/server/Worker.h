@@ -13,6 +13,6 @@ namespace mtp {
 // Runs a worker until it is told to stop (SIGTERM/SIGINT/SIGQUIT) or has accepted
 // max_requests connections and drained them. Called in the child right after fork; returns
 // the exit status for _exit().
-int runWorker(Config& config, const std::vector<Listener>& listeners, ScoreSlot& slot);
+int runWorker(Config& config, const std::vector<Listener>& listeners, Scoreboard& board, ScoreSlot& slot);
 
 }  // namespace mtp
