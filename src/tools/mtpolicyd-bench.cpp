@@ -8,6 +8,11 @@
 // reader can see whether the tool itself was the bottleneck. With --ceiling-protocol it
 // first starts the cheapest possible responder in-process (one epoll thread answering
 // "action=dunno") and measures against that: the ceiling the protocol allows on this host.
+// With --ceiling-sql it sends no policy requests at all but runs, per generated message, the
+// three SQL statements of the accounting how-to chain (SqlUserConfig, Quota, Accounting)
+// straight through the MariaDB/MySQL client library: the ceiling the database allows.
+// --idle N holds N extra, silent connections open during the load (each answered once
+// before it starts), and --daemon-pid samples the memory of the server's process tree.
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -15,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -34,18 +40,25 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <condition_variable>
 #include <dirent.h>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
+
+#include <mysql.h>
+#include <pwd.h>
 
 #include "mtpolicyd/util/Fd.h"
 
@@ -92,6 +105,15 @@ struct Options {
     bool ceilingProtocol = false;
     double timeoutSeconds = 10;
     long daemonPid = 0;
+    bool listClients = false;
+    int idle = 0;
+    // --ceiling-sql
+    bool ceilingSql = false;
+    std::string mysqlSocket;
+    std::string mysqlHost;
+    std::string mysqlDb = "mtpolicyd";
+    std::string mysqlUser;
+    std::string mysqlPassword;
 };
 
 void printUsage(std::ostream& out) {
@@ -115,14 +137,33 @@ void printUsage(std::ostream& out) {
         << "      --seed N               seed of the request variation (default 1)\n"
         << "  -t, --timeout SECONDS      connect and reply timeout (default 10)\n"
         << "      --daemon-pid PID       also report the CPU time of PID and its descendant\n"
-        << "                             processes (from /proc) per request\n"
+        << "                             processes (from /proc) per request, and their\n"
+        << "                             memory (VmRSS, sampled every 500 ms during the load)\n"
+        << "      --idle N               before the load, open N more connections (0..100000),\n"
+        << "                             send one request on each and read its reply, then\n"
+        << "                             keep them open and silent during the load; report\n"
+        << "                             how many the server still holds open at the end\n"
+        << "      --list-clients         print the --clients K client addresses, one a line,\n"
+        << "                             and exit\n"
         << "      --ceiling-protocol     measure against an in-process minimal responder\n"
         << "                             (epoll, answers action=dunno) instead of a server\n"
+        << "      --ceiling-sql          no policy server: per generated message run the three\n"
+        << "                             SQL statements of the accounting how-to chain (relay\n"
+        << "                             policy SELECT, quota SELECT, accounting upsert on\n"
+        << "                             acct_client_address) as prepared statements, one\n"
+        << "                             database connection per -c; the tables must exist\n"
+        << "      --mysql-socket PATH    --ceiling-sql: the server's unix socket\n"
+        << "      --mysql-host HOST:PORT --ceiling-sql: TCP address instead (loopback only);\n"
+        << "                             neither: the client library's default socket\n"
+        << "      --mysql-db NAME        --ceiling-sql: database (default mtpolicyd)\n"
+        << "      --mysql-user NAME      --ceiling-sql: user (default: the current user)\n"
+        << "      --mysql-password PW    --ceiling-sql: password (default: $MYSQL_PWD, or none)\n"
         << "      --json                 print one JSON object line instead of the text\n"
         << "  -h, --help                 show this help and exit\n"
         << "  -V, --version              show the version and exit\n"
         << "\n"
-        << "Exit status: 0 without errors, 1 when requests failed, 64 on usage errors.\n";
+        << "Exit status: 0 without errors, 1 when requests failed (or the database could not\n"
+        << "be used), 64 on usage errors.\n";
 }
 
 [[noreturn]] void usageError(const std::string& message) {
@@ -151,27 +192,27 @@ bool parsePositiveDouble(const char* text, double& value) {
     return true;
 }
 
-// Resolves --host into a loopback socket address; refuses anything else (exit 64).
-Target resolveHost(const std::string& spec) {
+// Resolves --host (or --mysql-host) into a loopback socket address; refuses anything else (exit 64).
+Target resolveHost(const std::string& spec, const std::string& optionName = "--host") {
     std::string host;
     std::string port;
     if (!spec.empty() && spec[0] == '[') {
         auto close = spec.find(']');
         if (close == std::string::npos || close + 1 >= spec.size() || spec[close + 1] != ':')
-            usageError("--host: expected [ADDR]:PORT, got '" + spec + "'");
+            usageError(optionName + ": expected [ADDR]:PORT, got '" + spec + "'");
         host = spec.substr(1, close - 1);
         port = spec.substr(close + 2);
     } else {
         auto colon = spec.rfind(':');
-        if (colon == std::string::npos) usageError("--host: expected HOST:PORT, got '" + spec + "'");
+        if (colon == std::string::npos) usageError(optionName + ": expected HOST:PORT, got '" + spec + "'");
         host = spec.substr(0, colon);
         port = spec.substr(colon + 1);
         if (host.find(':') != std::string::npos)
-            usageError("--host: write IPv6 addresses as [ADDR]:PORT, got '" + spec + "'");
+            usageError(optionName + ": write IPv6 addresses as [ADDR]:PORT, got '" + spec + "'");
     }
     uint64_t portNumber = 0;
     if (!parseUnsigned(port.c_str(), portNumber) || portNumber == 0 || portNumber > 65535)
-        usageError("--host: bad port '" + port + "'");
+        usageError(optionName + ": bad port '" + port + "'");
 
     Target target;
     in_addr v4{};
@@ -179,7 +220,7 @@ Target resolveHost(const std::string& spec) {
     if (host == "localhost") host = "127.0.0.1";
     if (inet_pton(AF_INET, host.c_str(), &v4) == 1) {
         if ((ntohl(v4.s_addr) >> 24) != 127)
-            usageError("refusing --host " + spec +
+            usageError("refusing " + optionName + " " + spec +
                        ": only loopback addresses (127.0.0.0/8, ::1, localhost) may be loaded, "
                        "a benchmark must not hit a server on the network");
         auto* sin = reinterpret_cast<sockaddr_in*>(&target.addr);
@@ -190,7 +231,7 @@ Target resolveHost(const std::string& spec) {
         target.label = host + ":" + port;
     } else if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
         if (!IN6_IS_ADDR_LOOPBACK(&v6))
-            usageError("refusing --host " + spec +
+            usageError("refusing " + optionName + " " + spec +
                        ": only loopback addresses (127.0.0.0/8, ::1, localhost) may be loaded, "
                        "a benchmark must not hit a server on the network");
         auto* sin6 = reinterpret_cast<sockaddr_in6*>(&target.addr);
@@ -200,7 +241,7 @@ Target resolveHost(const std::string& spec) {
         target.addrLen = sizeof(sockaddr_in6);
         target.label = "[" + host + "]:" + port;
     } else {
-        usageError("refusing --host " + spec +
+        usageError("refusing " + optionName + " " + spec +
                    ": not a loopback address (only 127.0.0.0/8, ::1 or localhost; host names "
                    "are not resolved)");
     }
@@ -298,24 +339,41 @@ class RequestGenerator {
           clients_(clients),
           epoch_(static_cast<uint64_t>(std::time(nullptr))) {}
 
-    const std::string& next() {
+    // Draws the next message without building its request text: client address, recipient
+    // count and size (read them with address(), recipients(), size()). It consumes the same
+    // random numbers as next(), so --ceiling-sql sees the same messages as a server would.
+    void nextMessage() {
         ++sequence_;
-        uint64_t r1 = rng_();
-        uint64_t r2 = rng_();
-        int client = static_cast<int>(r1 % static_cast<uint64_t>(clients_));
-        std::string address = clientAddress(client);
+        r1_ = rng_();
+        r2_ = rng_();
+        client_ = static_cast<int>(r1_ % static_cast<uint64_t>(clients_));
+        address_ = clientAddress(client_);
+        recipients_ = 1;
+        unsigned pick = static_cast<unsigned>(r2_ % 100);
+        if (pick >= 95) recipients_ = 6 + static_cast<unsigned>((r2_ >> 8) % 45);
+        else if (pick >= 70) recipients_ = 2 + static_cast<unsigned>((r2_ >> 8) % 4);
+        size_ = 800 + (r2_ >> 16) % 60000;
+        if ((r2_ >> 48) % 50 == 0) size_ = 100000 + (r2_ >> 20) % 10000000;
+    }
+
+    const std::string& address() const { return address_; }
+    unsigned recipients() const { return recipients_; }
+    uint64_t size() const { return size_; }
+
+    // Draws the next message and returns its request text.
+    const std::string& next() {
+        nextMessage();
+        const uint64_t r1 = r1_;
+        const uint64_t r2 = r2_;
+        const int client = client_;
+        const std::string& address = address_;
+        const unsigned recipients = recipients_;
+        const uint64_t size = size_;
         std::string clientName = "mail" + std::to_string(client) + ".relay.example.com";
         bool unknownName = (r1 >> 20) % 10 == 0;     // 10 %: no reverse DNS
         bool authenticated = (r1 >> 24) % 5 == 0;    // 20 %: SASL submission
         bool clientCert = (r1 >> 28) % 4 == 0;       // 25 %: TLS client certificate
         bool tls = (r1 >> 32) % 10 != 0;             // 90 %: TLS
-
-        unsigned recipients = 1;
-        unsigned pick = static_cast<unsigned>(r2 % 100);
-        if (pick >= 95) recipients = 6 + static_cast<unsigned>((r2 >> 8) % 45);
-        else if (pick >= 70) recipients = 2 + static_cast<unsigned>((r2 >> 8) % 4);
-        uint64_t size = 800 + (r2 >> 16) % 60000;
-        if ((r2 >> 48) % 50 == 0) size = 100000 + (r2 >> 20) % 10000000;
 
         char queueId[16];
         std::snprintf(queueId, sizeof(queueId), "%011llX",
@@ -384,6 +442,11 @@ class RequestGenerator {
     int clients_;
     uint64_t epoch_;
     uint64_t sequence_ = 0;
+    uint64_t r1_ = 0, r2_ = 0;
+    int client_ = 0;
+    std::string address_;
+    unsigned recipients_ = 1;
+    uint64_t size_ = 0;
     std::string request_;
 };
 
@@ -397,6 +460,10 @@ struct WorkerStats {
     uint64_t connectFailures = 0;
     uint64_t timeouts = 0;
     uint64_t badReplies = 0;
+    // --ceiling-sql
+    uint64_t sqlErrors = 0;
+    uint64_t policyFound = 0;    // messages whose relay policy SELECT returned a row
+    uint64_t policyMissing = 0;  // ... returned none
 };
 
 struct LoadPlan {
@@ -514,6 +581,485 @@ void runWorker(LoadPlan& plan, unsigned index, WorkerStats& stats) {
     }
 }
 
+// --- SQL ceiling (--ceiling-sql) --------------------------------------------------------------
+
+// The statements of the accounting how-to chain, byte for byte as the daemon's plugins send
+// them: SqlUserConfig with the how-to's sql_query, Quota (field client_address, metric count)
+// and Accounting (fields client_address).
+constexpr const char* kSqlRelayPolicy =
+    "SELECT p.config FROM relay_policies p JOIN relay_hosts h ON (h.relay_policy = p.id) "
+    "WHERE h.client_address=?";
+constexpr const char* kSqlQuota =
+    "SELECT `count` FROM `acct_client_address` WHERE `key` = ? AND `time` = ?";
+constexpr const char* kSqlAccounting =
+    "INSERT INTO `acct_client_address` (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`) "
+    "VALUES (?, ?, 1, ?, ?, ?) ON DUPLICATE KEY UPDATE `count` = `count` + 1, "
+    "`count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`), `size` = `size` + VALUES(`size`), "
+    "`size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)";
+constexpr int kSqlStatements = 3;
+
+// Where the database is: a loopback TCP address, a unix socket, or (both empty) the client
+// library's default socket.
+struct SqlTarget {
+    std::string host;
+    unsigned port = 0;
+    std::string socket;
+    std::string label;
+};
+
+// my_bool (MariaDB) or bool (MySQL 8), whichever MYSQL_BIND uses.
+using BindBool = std::remove_pointer_t<decltype(MYSQL_BIND::is_null)>;
+
+std::atomic<bool> gSqlErrorPrinted{false};
+
+void reportSqlErrorOnce(const std::string& message) {
+    if (!gSqlErrorPrinted.exchange(true))
+        std::fprintf(stderr, "%s: sql error (only the first is shown): %s\n", kProgName, message.c_str());
+}
+
+// The month bucket of the Quota and Accounting plugins: time_pattern "%Y-%m", local time.
+std::string currentMonth() {
+    time_t now = std::time(nullptr);
+    tm local{};
+    ::localtime_r(&now, &local);
+    char buf[32];
+    size_t n = std::strftime(buf, sizeof(buf), "%Y-%m", &local);
+    return std::string(buf, n);
+}
+
+// One database connection with the three statements prepared on it (like one daemon worker's
+// handle): autocommit, utf8mb4, CLIENT_FOUND_ROWS, no library reconnect. Parameters are bound
+// once to the buffers below; results are fetched as text, as the daemon does.
+class SqlSession {
+  public:
+    SqlSession(const SqlTarget& target, const Options& options) : target_(target), options_(options) {}
+    ~SqlSession() { close(); }
+    SqlSession(const SqlSession&) = delete;
+    SqlSession& operator=(const SqlSession&) = delete;
+
+    bool open(std::string& error) {
+        close();
+        db_ = mysql_init(nullptr);
+        if (!db_) {
+            error = "mysql_init: out of memory";
+            return false;
+        }
+        unsigned timeout = static_cast<unsigned>(options_.timeoutSeconds + 0.999);
+        mysql_options(db_, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+        mysql_options(db_, MYSQL_OPT_READ_TIMEOUT, &timeout);
+        mysql_options(db_, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
+        mysql_options(db_, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+#ifdef MARIADB_PACKAGE_VERSION
+        BindBool off = 0;
+        mysql_options(db_, MYSQL_OPT_RECONNECT, &off);
+#endif
+        unsigned protocol = target_.host.empty() ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
+        mysql_options(db_, MYSQL_OPT_PROTOCOL, &protocol);
+        const char* host = target_.host.empty() ? "localhost" : target_.host.c_str();
+        const char* socket = target_.socket.empty() ? nullptr : target_.socket.c_str();
+        if (!mysql_real_connect(db_, host, options_.mysqlUser.c_str(), options_.mysqlPassword.c_str(),
+                                options_.mysqlDb.c_str(), target_.port, socket, CLIENT_FOUND_ROWS) ||
+            mysql_autocommit(db_, 1) != 0) {
+            error = "cannot connect to " + target_.label + " as " + options_.mysqlUser + ": " +
+                    mysql_error(db_);
+            close();
+            return false;
+        }
+        const char* const sql[kSqlStatements] = {kSqlRelayPolicy, kSqlQuota, kSqlAccounting};
+        for (int i = 0; i < kSqlStatements; ++i) {
+            stmt_[i] = mysql_stmt_init(db_);
+            if (!stmt_[i]) {
+                error = std::string("mysql_stmt_init: ") + mysql_error(db_);
+                close();
+                return false;
+            }
+            BindBool on = 1;
+            mysql_stmt_attr_set(stmt_[i], STMT_ATTR_UPDATE_MAX_LENGTH, &on);
+            if (mysql_stmt_prepare(stmt_[i], sql[i], std::strlen(sql[i])) != 0) {
+                error = std::string("cannot prepare ") + sql[i] + ": " + mysql_stmt_error(stmt_[i]);
+                close();
+                return false;
+            }
+        }
+        bindText(bindRelay_[0], address_, addressLength_);
+        bindText(bindQuota_[0], address_, addressLength_);
+        bindText(bindQuota_[1], month_, monthLength_);
+        bindText(bindAcct_[0], address_, addressLength_);
+        bindText(bindAcct_[1], month_, monthLength_);
+        bindInteger(bindAcct_[2], recipients_);
+        bindInteger(bindAcct_[3], size_);
+        bindInteger(bindAcct_[4], sizeRecipients_);
+        MYSQL_BIND* binds[kSqlStatements] = {bindRelay_, bindQuota_, bindAcct_};
+        for (int i = 0; i < kSqlStatements; ++i) {
+            if (mysql_stmt_bind_param(stmt_[i], binds[i]) != 0) {
+                error = std::string("mysql_stmt_bind_param: ") + mysql_stmt_error(stmt_[i]);
+                close();
+                return false;
+            }
+        }
+        return true;
+    }
+
+    void close() {
+        for (auto& st : stmt_) {
+            if (st) mysql_stmt_close(st);
+            st = nullptr;
+        }
+        if (db_) mysql_close(db_);
+        db_ = nullptr;
+    }
+
+    bool isOpen() const { return db_ != nullptr; }
+
+    // Runs the three statements for one message. On failure: false, `error` set, and
+    // `lost` when the connection is gone (the caller reopens it).
+    bool runMessage(const std::string& address, const std::string& month, unsigned recipients,
+                    uint64_t size, bool& policyFound, std::string& error, bool& lost) {
+        addressLength_ = std::min(address.size(), sizeof(address_));
+        std::memcpy(address_, address.data(), addressLength_);
+        monthLength_ = std::min(month.size(), sizeof(month_));
+        std::memcpy(month_, month.data(), monthLength_);
+        recipients_ = static_cast<long long>(recipients);
+        size_ = static_cast<long long>(size);
+        sizeRecipients_ = size_ * recipients_;
+        static const char* const kNames[kSqlStatements] = {"relay policy SELECT", "quota SELECT",
+                                                          "accounting INSERT ... ON DUPLICATE KEY UPDATE"};
+        for (int i = 0; i < kSqlStatements; ++i) {
+            uint64_t rows = 0;
+            if (!execute(stmt_[i], rows)) {
+                unsigned code = mysql_stmt_errno(stmt_[i]);
+                error = std::string(kNames[i]) + ": " + std::to_string(code) + " " + mysql_stmt_error(stmt_[i]);
+                // CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED, ER_SERVER_SHUTDOWN,
+                // ER_CONNECTION_KILLED, ER_UNKNOWN_STMT_HANDLER, ER_CLIENT_INTERACTION_TIMEOUT
+                lost = code == 2006 || code == 2013 || code == 2055 || code == 1053 || code == 1927 ||
+                       code == 1243 || code == 4031;
+                return false;
+            }
+            if (i == 0) policyFound = rows > 0;
+        }
+        return true;
+    }
+
+  private:
+    template <size_t N>
+    static void bindText(MYSQL_BIND& b, char (&buffer)[N], unsigned long& length) {
+        std::memset(&b, 0, sizeof(b));
+        b.buffer_type = MYSQL_TYPE_STRING;
+        b.buffer = buffer;
+        b.buffer_length = N;
+        b.length = &length;
+    }
+
+    static void bindInteger(MYSQL_BIND& b, long long& value) {
+        std::memset(&b, 0, sizeof(b));
+        b.buffer_type = MYSQL_TYPE_LONGLONG;
+        b.buffer = &value;
+    }
+
+    // Executes and, for a SELECT, stores and fetches every row (as text, like the daemon).
+    bool execute(MYSQL_STMT* st, uint64_t& rows) {
+        if (mysql_stmt_execute(st) != 0) return false;
+        if (mysql_stmt_field_count(st) == 0) return true;
+        bool ok = mysql_stmt_store_result(st) == 0;
+        if (ok) {
+            MYSQL_BIND out;
+            std::memset(&out, 0, sizeof(out));
+            out.buffer_type = MYSQL_TYPE_STRING;
+            out.buffer = column_;
+            out.buffer_length = sizeof(column_);
+            out.length = &columnLength_;
+            out.is_null = &columnNull_;
+            out.error = &columnError_;
+            ok = mysql_stmt_bind_result(st, &out) == 0;
+            while (ok) {
+                int rc = mysql_stmt_fetch(st);
+                if (rc == MYSQL_NO_DATA) break;
+                if (rc == 1) ok = false;
+                else ++rows;  // 0 or MYSQL_DATA_TRUNCATED (a value longer than the buffer)
+            }
+        }
+        mysql_stmt_free_result(st);
+        return ok;
+    }
+
+    const SqlTarget& target_;
+    const Options& options_;
+    MYSQL* db_ = nullptr;
+    MYSQL_STMT* stmt_[kSqlStatements] = {};
+    // Parameter buffers, bound once per connection. (The address and month are far shorter.)
+    char address_[256] = {};
+    unsigned long addressLength_ = 0;
+    char month_[64] = {};
+    unsigned long monthLength_ = 0;
+    long long recipients_ = 0, size_ = 0, sizeRecipients_ = 0;
+    MYSQL_BIND bindRelay_[1];
+    MYSQL_BIND bindQuota_[2];
+    MYSQL_BIND bindAcct_[5];
+    // Result buffer: one column (config, or count). A longer config is fetched truncated
+    // (MYSQL_DATA_TRUNCATED) and still counts as a row: the values are not used.
+    char column_[4096];
+    unsigned long columnLength_ = 0;
+    BindBool columnNull_ = 0;
+    BindBool columnError_ = 0;
+};
+
+// One --ceiling-sql thread: its session was opened (and its statements prepared) before the
+// clock started; per message it runs the three statements, the latency covering all three.
+void runSqlWorker(LoadPlan& plan, unsigned index, WorkerStats& stats, SqlSession& session) {
+    const Options& options = *plan.options;
+    mysql_thread_init();
+    RequestGenerator generator(options.seed, index, options.clients);
+    std::string error;
+    auto now = Clock::now();
+    while (!shouldStop(plan, now)) {
+        if (plan.total && plan.claimed.fetch_add(1, std::memory_order_relaxed) >= plan.total) break;
+        if (!session.isOpen()) {
+            if (!session.open(error)) {
+                reportSqlErrorOnce(error);
+                ++stats.connectFailures;
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));  // don't spin
+                now = Clock::now();
+                continue;
+            }
+        }
+        generator.nextMessage();
+        std::string month = currentMonth();
+        bool policyFound = false;
+        bool lost = false;
+        auto start = Clock::now();
+        bool ok = session.runMessage(generator.address(), month, generator.recipients(), generator.size(),
+                                     policyFound, error, lost);
+        now = Clock::now();
+        if (!ok) {
+            ++stats.sqlErrors;
+            reportSqlErrorOnce(error);
+            if (lost) session.close();
+            continue;
+        }
+        auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now - start).count();
+        stats.latenciesMicros.push_back(static_cast<uint32_t>(std::min<long long>(micros, UINT32_MAX)));
+        if (policyFound) ++stats.policyFound;
+        else ++stats.policyMissing;
+    }
+    session.close();
+    mysql_thread_end();
+}
+
+// --- idle connections (--idle) ----------------------------------------------------------------
+
+// How many idle connections may be connecting or waiting for their reply at once, so that the
+// set-up does not flood the server's listen queue.
+constexpr size_t kIdleInFlight = 200;
+// The request generator stream of the idle connections (the load threads use 0..N-1).
+constexpr unsigned kIdleGeneratorIndex = 0x100000;
+
+struct IdleStats {
+    int requested = 0;
+    int established = 0;  // connected, request sent, reply read
+    int openAtEnd = 0;    // of those: not closed by the server when the load ended
+    double setupSeconds = 0;
+    int connectFailures = 0;
+    int closedWithoutReply = 0;
+    int timeouts = 0;
+    bool interrupted = false;
+};
+
+// Holds the idle connections. open() sets them up from the calling thread with one epoll
+// instance and non-blocking sockets; afterwards they stay silent until countOpen().
+class IdleSet {
+  public:
+    void open(const Target& target, const Options& options, IdleStats& stats) {
+        stats.requested = options.idle;
+        auto setupStart = Clock::now();
+        Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+        if (!epoll.valid()) throw std::runtime_error(std::string("epoll_create1: ") + strerror(errno));
+        const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(options.timeoutSeconds * 1000));
+        RequestGenerator generator(options.seed, kIdleGeneratorIndex, options.clients);
+        std::vector<std::unique_ptr<Pending>> active;
+        int started = 0;
+        fds_.reserve(static_cast<size_t>(options.idle));
+        std::vector<epoll_event> events(kIdleInFlight);
+        for (;;) {
+            if (gStop.load(std::memory_order_relaxed)) {
+                stats.interrupted = true;
+                break;
+            }
+            auto now = Clock::now();
+            while (active.size() < kIdleInFlight && started < options.idle) {
+                auto p = std::make_unique<Pending>();
+                p->request = generator.next();
+                p->deadline = now + timeout;
+                ++started;
+                startConnect(epoll.get(), target, *p, now);
+                active.push_back(std::move(p));
+            }
+            if (active.empty()) break;
+
+            bool backingOff = false;
+            auto wake = now + std::chrono::milliseconds(kSliceMillis);
+            for (auto& p : active) {
+                if (p->state == State::Backoff) {
+                    if (now >= p->retryAt) startConnect(epoll.get(), target, *p, now);
+                    if (p->state == State::Backoff) backingOff = true;
+                }
+                if (p->state != State::Failed) wake = std::min(wake, p->deadline);
+            }
+            int waitMillis = backingOff ? 10 : static_cast<int>(std::max<int64_t>(
+                                               0, std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count() + 1));
+            int n = ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), waitMillis);
+            if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + strerror(errno));
+            for (int i = 0; i < n; ++i) advance(epoll.get(), *static_cast<Pending*>(events[i].data.ptr));
+
+            now = Clock::now();
+            for (auto& p : active) {
+                if (p->state != State::Done && p->state != State::Failed && now >= p->deadline) {
+                    p->state = State::Failed;
+                    p->failure = &IdleStats::timeouts;
+                }
+            }
+            for (size_t i = 0; i < active.size();) {
+                Pending& p = *active[i];
+                if (p.state != State::Done && p.state != State::Failed) {
+                    ++i;
+                    continue;
+                }
+                if (p.fd.valid()) ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, p.fd.get(), nullptr);
+                if (p.state == State::Done) fds_.push_back(std::move(p.fd));
+                else ++(stats.*(p.failure));
+                active[i] = std::move(active.back());
+                active.pop_back();
+            }
+        }
+        stats.established = static_cast<int>(fds_.size());
+        stats.setupSeconds = std::chrono::duration<double>(Clock::now() - setupStart).count();
+    }
+
+    // How many of the established connections the server still holds open: a zero-timeout
+    // poll for POLLIN|POLLRDHUP, and for a readable one a MSG_PEEK recv to tell EOF from data.
+    int countOpen() const {
+        std::vector<pollfd> pfds(fds_.size());
+        for (size_t i = 0; i < fds_.size(); ++i) pfds[i] = pollfd{fds_[i].get(), POLLIN | POLLRDHUP, 0};
+        if (!pfds.empty() && ::poll(pfds.data(), pfds.size(), 0) < 0) return -1;
+        int open = 0;
+        for (const auto& pfd : pfds) {
+            if (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) continue;
+            if (pfd.revents & POLLIN) {
+                char c;
+                ssize_t r = ::recv(pfd.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+                if (r == 0) continue;                                        // EOF
+                if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) continue;  // reset
+            }
+            ++open;
+        }
+        return open;
+    }
+
+    void closeAll() { fds_.clear(); }
+
+  private:
+    enum class State { Connecting, Sending, Reading, Backoff, Done, Failed };
+
+    struct Pending {
+        Fd fd;
+        State state = State::Connecting;
+        Clock::time_point deadline;
+        Clock::time_point retryAt;
+        std::string request;
+        size_t sent = 0;
+        std::string reply;
+        int IdleStats::*failure = &IdleStats::connectFailures;
+    };
+
+    static void watch(int epoll, Pending& p, int op, uint32_t events) {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.ptr = &p;
+        ::epoll_ctl(epoll, op, p.fd.get(), &ev);
+    }
+
+    static void fail(Pending& p, int IdleStats::*counter) {
+        p.state = State::Failed;
+        p.failure = counter;
+    }
+
+    static void startConnect(int epoll, const Target& target, Pending& p, Clock::time_point now) {
+        int family = reinterpret_cast<const sockaddr*>(&target.addr)->sa_family;
+        p.fd.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (!p.fd.valid()) return fail(p, &IdleStats::connectFailures);
+        if (::connect(p.fd.get(), reinterpret_cast<const sockaddr*>(&target.addr), target.addrLen) == 0) {
+            p.state = State::Sending;
+            watch(epoll, p, EPOLL_CTL_ADD, EPOLLOUT);
+            return;
+        }
+        if (errno == EINPROGRESS) {
+            p.state = State::Connecting;
+            watch(epoll, p, EPOLL_CTL_ADD, EPOLLOUT);
+            return;
+        }
+        if (errno == EAGAIN && family == AF_UNIX) {  // the listen queue is full: try again soon
+            p.fd.reset();
+            p.state = State::Backoff;
+            p.retryAt = now + std::chrono::milliseconds(10);
+            return;
+        }
+        fail(p, &IdleStats::connectFailures);
+    }
+
+    static void advance(int epoll, Pending& p) {
+        if (p.state == State::Done || p.state == State::Failed || p.state == State::Backoff) return;
+        if (p.state == State::Connecting) {
+            int soError = 0;
+            socklen_t len = sizeof(soError);
+            if (::getsockopt(p.fd.get(), SOL_SOCKET, SO_ERROR, &soError, &len) != 0 || soError != 0)
+                return fail(p, &IdleStats::connectFailures);
+            p.state = State::Sending;
+        }
+        if (p.state == State::Sending) {
+            if (p.sent == 0) {
+                int one = 1;  // fails harmlessly (EOPNOTSUPP) on a unix socket
+                ::setsockopt(p.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            }
+            while (p.sent < p.request.size()) {
+                ssize_t n = ::send(p.fd.get(), p.request.data() + p.sent, p.request.size() - p.sent, MSG_NOSIGNAL);
+                if (n > 0) {
+                    p.sent += static_cast<size_t>(n);
+                    continue;
+                }
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+                return fail(p, &IdleStats::closedWithoutReply);
+            }
+            p.request.clear();
+            p.request.shrink_to_fit();
+            p.state = State::Reading;
+            watch(epoll, p, EPOLL_CTL_MOD, EPOLLIN | EPOLLRDHUP);
+            return;
+        }
+        if (p.state == State::Reading) {
+            char chunk[4096];
+            for (;;) {
+                ssize_t n = ::recv(p.fd.get(), chunk, sizeof(chunk), 0);
+                if (n > 0) {
+                    size_t scanFrom = p.reply.empty() ? 0 : p.reply.size() - 1;
+                    p.reply.append(chunk, static_cast<size_t>(n));
+                    if (p.reply.find("\n\n", scanFrom) != std::string::npos) {
+                        p.state = State::Done;
+                        p.reply.clear();
+                        p.reply.shrink_to_fit();
+                        return;
+                    }
+                    continue;
+                }
+                if (n < 0 && errno == EINTR) continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+                return fail(p, &IdleStats::closedWithoutReply);
+            }
+        }
+    }
+
+    std::vector<Fd> fds_;
+};
+
 // --- in-process minimal responder (--ceiling-protocol) ---------------------------------------
 
 // One epoll thread on 127.0.0.1:<free port>: reads until a blank line and answers
@@ -556,8 +1102,17 @@ class Responder {
         thread_.join();
     }
 
-    uint64_t served() const { return served_; }
+    uint64_t served() const { return served_.load(std::memory_order_relaxed); }
     double cpuSeconds() const { return cpuSeconds_; }
+    // The responder thread's CPU time so far (while it runs; e.g. before the load, after --idle).
+    double cpuSecondsNow() {
+        clockid_t clock;
+        timespec ts{};
+        if (!thread_.joinable() || ::pthread_getcpuclockid(thread_.native_handle(), &clock) != 0 ||
+            ::clock_gettime(clock, &ts) != 0)
+            return 0;
+        return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+    }
 
   private:
     struct Connection {
@@ -643,7 +1198,7 @@ class Responder {
             if (complete) {
                 bool wasEmpty = conn.pending.empty();
                 for (unsigned i = 0; i < complete; ++i) conn.pending.append(kReply, sizeof(kReply) - 1);
-                served_ += complete;
+                served_.fetch_add(complete, std::memory_order_relaxed);
                 if (wasEmpty && !flush(conn)) return false;
             }
             if (static_cast<size_t>(n) < sizeof(buffer)) return true;
@@ -693,7 +1248,7 @@ class Responder {
     uint16_t port_ = 0;
     std::thread thread_;
     std::unordered_map<int, std::unique_ptr<Connection>> connections_;
-    uint64_t served_ = 0;
+    std::atomic<uint64_t> served_{0};
     double cpuSeconds_ = 0;
 };
 
@@ -701,6 +1256,7 @@ class Responder {
 
 struct ProcStat {
     long ppid = 0;
+    std::string comm;
     uint64_t ownTicks = 0;       // utime + stime
     uint64_t childrenTicks = 0;  // cutime + cstime (reaped children)
 };
@@ -709,8 +1265,10 @@ bool readProcStat(long pid, ProcStat& out) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
     std::string line;
     if (!std::getline(in, line)) return false;
+    auto open = line.find('(');
     auto close = line.rfind(')');
-    if (close == std::string::npos) return false;
+    if (open == std::string::npos || close == std::string::npos || close < open) return false;
+    out.comm = line.substr(open + 1, close - open - 1);
     std::istringstream fields(line.substr(close + 2));
     std::vector<std::string> f;
     std::string field;
@@ -723,8 +1281,7 @@ bool readProcStat(long pid, ProcStat& out) {
     return true;
 }
 
-// CPU seconds of pid (with its reaped children) plus its live descendants; -1 if pid is gone.
-double processTreeCpuSeconds(long pid) {
+std::map<long, ProcStat> scanProcesses() {
     std::map<long, ProcStat> all;
     if (DIR* dir = ::opendir("/proc")) {
         while (dirent* entry = ::readdir(dir)) {
@@ -736,21 +1293,150 @@ double processTreeCpuSeconds(long pid) {
         }
         ::closedir(dir);
     }
-    auto root = all.find(pid);
-    if (root == all.end()) return -1;
-    uint64_t ticks = root->second.ownTicks + root->second.childrenTicks;
+    return all;
+}
+
+// pid and its live descendants (pid first); empty if pid is gone.
+std::vector<long> processTree(long pid, const std::map<long, ProcStat>& all) {
+    std::vector<long> tree;
+    if (all.find(pid) == all.end()) return tree;
+    tree.push_back(pid);
     std::vector<long> frontier{pid};
     while (!frontier.empty()) {
         long parent = frontier.back();
         frontier.pop_back();
         for (const auto& [p, stat] : all)
             if (stat.ppid == parent && p != pid) {
-                ticks += stat.ownTicks;
+                tree.push_back(p);
                 frontier.push_back(p);
             }
     }
+    return tree;
+}
+
+// CPU seconds of pid (with its reaped children) plus its live descendants; -1 if pid is gone.
+double processTreeCpuSeconds(long pid) {
+    std::map<long, ProcStat> all = scanProcesses();
+    std::vector<long> tree = processTree(pid, all);
+    if (tree.empty()) return -1;
+    uint64_t ticks = all[pid].childrenTicks;
+    for (long p : tree) ticks += all[p].ownTicks;
     return static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
+
+// VmRSS of pid in KiB; 0 when it has none (a zombie), -1 when it is gone.
+long readRssKb(long pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    if (!in) return -1;
+    std::string line;
+    while (std::getline(in, line))
+        if (line.compare(0, 6, "VmRSS:") == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+    return in.eof() ? 0 : -1;
+}
+
+// Samples the memory of a process tree (--daemon-pid): once in start(), every 500 ms from its
+// own thread, and once in stop().
+class TreeSampler {
+  public:
+    struct Process {
+        long pid = 0;
+        long ppid = 0;
+        std::string comm;
+        long rssFirst = -1;  // at the first sample that saw it
+        long rssLast = -1;   // at the last sample that saw it
+        long rssMax = -1;
+        bool inFirst = false;  // alive at the first sample of the run
+        bool inLast = false;   // ... and at the last one
+    };
+
+    explicit TreeSampler(long pid) : pid_(pid) {}
+    ~TreeSampler() { stop(); }
+
+    void start() {
+        sample(Which::First);
+        thread_ = std::thread([this] {
+            std::unique_lock<std::mutex> lock(mutex_);
+            while (!stopping_) {
+                if (wake_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; })) break;
+                lock.unlock();
+                sample(Which::Middle);
+                lock.lock();
+            }
+        });
+    }
+
+    void stop() {
+        if (!thread_.joinable()) return;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        thread_.join();
+        sample(Which::Last);
+    }
+
+    bool known() const { return rootSeenFirst_; }
+    long sumFirst() const { return sumFirst_; }
+    long sumLast() const { return sumLast_; }
+    long sumMax() const { return sumMax_; }
+    size_t samples() const { return samples_; }
+
+    // The root first, then by pid.
+    std::vector<Process> processes() const {
+        std::vector<Process> out;
+        for (const auto& [pid, p] : processes_) out.push_back(p);
+        std::sort(out.begin(), out.end(), [this](const Process& a, const Process& b) {
+            if ((a.pid == pid_) != (b.pid == pid_)) return a.pid == pid_;
+            return a.pid < b.pid;
+        });
+        return out;
+    }
+
+  private:
+    enum class Which { First, Middle, Last };
+
+    void sample(Which which) {
+        std::map<long, ProcStat> all = scanProcesses();
+        std::vector<long> tree = processTree(pid_, all);
+        long sum = 0;
+        std::lock_guard<std::mutex> lock(dataMutex_);
+        for (long pid : tree) {
+            long rss = readRssKb(pid);
+            if (rss < 0) continue;  // exited since the scan
+            Process& p = processes_[pid];
+            if (p.pid == 0) {
+                p.pid = pid;
+                p.rssFirst = rss;
+            }
+            p.ppid = all[pid].ppid;
+            p.comm = all[pid].comm;
+            p.rssLast = rss;
+            p.rssMax = std::max(p.rssMax, rss);
+            if (which == Which::First) p.inFirst = true;
+            if (which == Which::Last) p.inLast = true;
+            sum += rss;
+        }
+        ++samples_;
+        if (which == Which::First) {
+            rootSeenFirst_ = !tree.empty();
+            sumFirst_ = sum;
+        }
+        if (which == Which::Last) sumLast_ = sum;
+        sumMax_ = std::max(sumMax_, sum);
+    }
+
+    long pid_;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    std::mutex dataMutex_;
+    std::map<long, Process> processes_;
+    bool rootSeenFirst_ = false;
+    long sumFirst_ = 0, sumLast_ = 0, sumMax_ = 0;
+    size_t samples_ = 0;
+};
 
 // --- report ---------------------------------------------------------------------------------
 
@@ -810,6 +1496,17 @@ struct Report {
     double responderCpu = 0;
     bool daemonCpuKnown = false;
     double daemonCpu = 0;
+    // --ceiling-sql
+    bool sql = false;
+    uint64_t sqlErrors = 0;
+    uint64_t policyFound = 0, policyMissing = 0;
+    // --idle
+    bool idleUsed = false;
+    IdleStats idle;
+    // --daemon-pid memory
+    bool rssKnown = false;
+    std::vector<TreeSampler::Process> processes;
+    long rssFirst = 0, rssLast = 0, rssMax = 0;
 };
 
 double perRequestMicros(double seconds, uint64_t requests) {
@@ -827,14 +1524,32 @@ void printText(const Report& r) {
     row("requests_per_s", fixed(r.durationSeconds > 0 ? static_cast<double>(r.requests) / r.durationSeconds : 0, 1));
     row("latency_us", "p50 " + std::to_string(r.p50) + "  p99 " + std::to_string(r.p99) +
                           "  max " + std::to_string(r.max));
-    row("request_bytes_avg", fixed(r.requestBytesAvg, 1));
-    if (r.actions.empty()) row("actions", "-");
-    for (size_t i = 0; i < r.actions.size(); ++i)
-        row(i == 0 ? "actions" : "", std::to_string(r.actions[i].second) + "  " + r.actions[i].first);
-    row("errors", std::to_string(r.errors) + " (closed without reply " +
-                      std::to_string(r.closedWithoutReply) + ", connect failures " +
-                      std::to_string(r.connectFailures) + ", timeouts " + std::to_string(r.timeouts) +
-                      ", replies without action " + std::to_string(r.badReplies) + ")");
+    if (r.sql) {
+        row("statements_per_req", std::to_string(kSqlStatements));
+        row("relay_policy", "found " + std::to_string(r.policyFound) + ", missing " +
+                                std::to_string(r.policyMissing));
+        row("errors", std::to_string(r.errors) + " (sql errors " + std::to_string(r.sqlErrors) +
+                          ", connect failures " + std::to_string(r.connectFailures) + ")");
+    } else {
+        row("request_bytes_avg", fixed(r.requestBytesAvg, 1));
+        if (r.actions.empty()) row("actions", "-");
+        for (size_t i = 0; i < r.actions.size(); ++i)
+            row(i == 0 ? "actions" : "", std::to_string(r.actions[i].second) + "  " + r.actions[i].first);
+        row("errors", std::to_string(r.errors) + " (closed without reply " +
+                          std::to_string(r.closedWithoutReply) + ", connect failures " +
+                          std::to_string(r.connectFailures) + ", timeouts " + std::to_string(r.timeouts) +
+                          ", replies without action " + std::to_string(r.badReplies) + ")");
+    }
+    if (r.idleUsed) {
+        row("idle_connections", std::to_string(r.idle.requested) +
+                                    (r.idle.interrupted ? " (set-up interrupted)" : ""));
+        row("idle_established", std::to_string(r.idle.established) + " (set-up " +
+                                    fixed(r.idle.setupSeconds, 3) + " s; failed: connect " +
+                                    std::to_string(r.idle.connectFailures) + ", closed without reply " +
+                                    std::to_string(r.idle.closedWithoutReply) + ", timeouts " +
+                                    std::to_string(r.idle.timeouts) + ")");
+        row("idle_open_at_end", std::to_string(r.idle.openAtEnd));
+    }
     row("tool_cpu_s", fixed(r.cpuTotal, 3) + " (user " + fixed(r.cpuUser, 3) + ", sys " +
                           fixed(r.cpuSys, 3) + ")");
     double clientCpu = r.cpuTotal - (r.ceiling ? r.responderCpu : 0);
@@ -848,6 +1563,20 @@ void printText(const Report& r) {
     if (r.daemonCpuKnown) {
         row("daemon_cpu_s", fixed(r.daemonCpu, 3));
         row("daemon_cpu_us_per_req", fixed(perRequestMicros(r.daemonCpu, r.requests), 2));
+    }
+    if (r.rssKnown) {
+        row("daemon_rss_kb", "first " + std::to_string(r.rssFirst) + "  last " + std::to_string(r.rssLast) +
+                                 "  max " + std::to_string(r.rssMax) + " (sum over the process tree)");
+        bool firstProcess = true;
+        for (const auto& p : r.processes) {
+            char line[256];
+            std::snprintf(line, sizeof(line), "pid %ld ppid %ld %-15s rss_kb first %ld last %ld max %ld%s",
+                          p.pid, p.ppid, p.comm.c_str(), p.rssFirst, p.rssLast, p.rssMax,
+                          p.inFirst && p.inLast ? "" : (p.inFirst ? "  (exited)" : p.inLast ? "  (started during the run)"
+                                                                                             : "  (started and exited)"));
+            row(firstProcess ? "processes" : "", line);
+            firstProcess = false;
+        }
     }
     std::fflush(stdout);
 }
@@ -875,7 +1604,23 @@ void printJson(const Report& r) {
            ",\"closed_without_reply\":" + std::to_string(r.closedWithoutReply) +
            ",\"connect_failures\":" + std::to_string(r.connectFailures) +
            ",\"timeouts\":" + std::to_string(r.timeouts) +
-           ",\"replies_without_action\":" + std::to_string(r.badReplies) + "}";
+           ",\"replies_without_action\":" + std::to_string(r.badReplies) +
+           ",\"sql_errors\":" + std::to_string(r.sqlErrors) + "}";
+    if (r.sql) {
+        out += ",\"statements_per_request\":" + std::to_string(kSqlStatements);
+        out += ",\"relay_policy\":{\"found\":" + std::to_string(r.policyFound) +
+               ",\"missing\":" + std::to_string(r.policyMissing) + "}";
+    }
+    if (r.idleUsed) {
+        out += ",\"idle\":{\"requested\":" + std::to_string(r.idle.requested) +
+               ",\"established\":" + std::to_string(r.idle.established) +
+               ",\"open_at_end\":" + std::to_string(r.idle.openAtEnd) +
+               ",\"setup_s\":" + fixed(r.idle.setupSeconds, 3) +
+               ",\"interrupted\":" + (r.idle.interrupted ? "true" : "false") +
+               ",\"failed\":{\"connect\":" + std::to_string(r.idle.connectFailures) +
+               ",\"closed_without_reply\":" + std::to_string(r.idle.closedWithoutReply) +
+               ",\"timeouts\":" + std::to_string(r.idle.timeouts) + "}}";
+    }
     out += ",\"tool_cpu_s\":" + fixed(r.cpuTotal, 6);
     out += ",\"tool_cpu_user_s\":" + fixed(r.cpuUser, 6);
     out += ",\"tool_cpu_sys_s\":" + fixed(r.cpuSys, 6);
@@ -890,6 +1635,21 @@ void printJson(const Report& r) {
     if (r.daemonCpuKnown) {
         out += ",\"daemon_cpu_s\":" + fixed(r.daemonCpu, 3);
         out += ",\"daemon_cpu_us_per_request\":" + fixed(perRequestMicros(r.daemonCpu, r.requests), 3);
+    }
+    if (r.rssKnown) {
+        out += ",\"daemon_rss_kb\":{\"first\":" + std::to_string(r.rssFirst) +
+               ",\"last\":" + std::to_string(r.rssLast) + ",\"max\":" + std::to_string(r.rssMax) + "}";
+        out += ",\"processes\":[";
+        for (size_t i = 0; i < r.processes.size(); ++i) {
+            const auto& p = r.processes[i];
+            if (i) out += ",";
+            out += "{\"pid\":" + std::to_string(p.pid) + ",\"ppid\":" + std::to_string(p.ppid) +
+                   ",\"comm\":" + jsonString(p.comm) + ",\"rss_kb_first\":" + std::to_string(p.rssFirst) +
+                   ",\"rss_kb_last\":" + std::to_string(p.rssLast) +
+                   ",\"rss_kb_max\":" + std::to_string(p.rssMax) +
+                   ",\"whole_run\":" + (p.inFirst && p.inLast ? "true" : "false") + "}";
+        }
+        out += "]";
     }
     out += "}\n";
     std::fputs(out.c_str(), stdout);
@@ -906,6 +1666,13 @@ Options parseOptions(int argc, char** argv) {
         kOptCeilingProtocol,
         kOptCeilingSql,
         kOptDaemonPid,
+        kOptListClients,
+        kOptIdle,
+        kOptMysqlSocket,
+        kOptMysqlHost,
+        kOptMysqlDb,
+        kOptMysqlUser,
+        kOptMysqlPassword,
     };
     static const option kLongOptions[] = {
         {"host", required_argument, nullptr, 'H'},
@@ -922,12 +1689,24 @@ Options parseOptions(int argc, char** argv) {
         {"json", no_argument, nullptr, kOptJson},
         {"ceiling-protocol", no_argument, nullptr, kOptCeilingProtocol},
         {"ceiling-sql", no_argument, nullptr, kOptCeilingSql},
+        {"list-clients", no_argument, nullptr, kOptListClients},
+        {"idle", required_argument, nullptr, kOptIdle},
+        {"mysql-socket", required_argument, nullptr, kOptMysqlSocket},
+        {"mysql-host", required_argument, nullptr, kOptMysqlHost},
+        {"mysql-db", required_argument, nullptr, kOptMysqlDb},
+        {"mysql-user", required_argument, nullptr, kOptMysqlUser},
+        {"mysql-password", required_argument, nullptr, kOptMysqlPassword},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0},
     };
     Options options;
     bool hostGiven = false;
+    bool newConnectionGiven = false;
+    bool idleGiven = false;
+    bool mysqlOptionGiven = false;
+    bool passwordGiven = false;
+    bool userGiven = false;
     uint64_t value = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, "H:s:c:d:n:t:hV", kLongOptions, nullptr)) != -1) {
@@ -949,6 +1728,7 @@ Options parseOptions(int argc, char** argv) {
             break;
         case kOptNewConnection:
             options.keepalive = false;
+            newConnectionGiven = true;
             break;
         case 'd':
             if (!parsePositiveDouble(optarg, options.durationSeconds))
@@ -983,7 +1763,38 @@ Options parseOptions(int argc, char** argv) {
             options.ceilingProtocol = true;
             break;
         case kOptCeilingSql:
-            usageError("--ceiling-sql is not implemented yet");
+            options.ceilingSql = true;
+            break;
+        case kOptListClients:
+            options.listClients = true;
+            break;
+        case kOptIdle:
+            if (!parseUnsigned(optarg, value) || value > 100000) usageError("--idle: expected 0..100000");
+            options.idle = static_cast<int>(value);
+            idleGiven = true;
+            break;
+        case kOptMysqlSocket:
+            options.mysqlSocket = optarg;
+            mysqlOptionGiven = true;
+            break;
+        case kOptMysqlHost:
+            options.mysqlHost = optarg;
+            mysqlOptionGiven = true;
+            break;
+        case kOptMysqlDb:
+            options.mysqlDb = optarg;
+            mysqlOptionGiven = true;
+            break;
+        case kOptMysqlUser:
+            options.mysqlUser = optarg;
+            mysqlOptionGiven = true;
+            userGiven = true;
+            break;
+        case kOptMysqlPassword:
+            options.mysqlPassword = optarg;
+            mysqlOptionGiven = true;
+            passwordGiven = true;
+            break;
         case 'h':
             printUsage(std::cout);
             std::exit(kExitOk);
@@ -999,8 +1810,70 @@ Options parseOptions(int argc, char** argv) {
     if (hostGiven && !options.socketPath.empty()) usageError("give either --host or --socket, not both");
     if (options.ceilingProtocol && (hostGiven || !options.socketPath.empty()))
         usageError("--ceiling-protocol starts its own responder; drop --host/--socket");
+    if (options.ceilingSql) {
+        if (hostGiven || !options.socketPath.empty() || options.ceilingProtocol || newConnectionGiven || idleGiven)
+            usageError("--ceiling-sql talks to the database only; drop --host/--socket/--ceiling-protocol/"
+                       "--new-connection/--idle");
+        if (!options.mysqlSocket.empty() && !options.mysqlHost.empty())
+            usageError("give either --mysql-socket or --mysql-host, not both");
+        if (options.mysqlDb.empty()) usageError("--mysql-db: expected a database name");
+        if (!userGiven) {
+            const passwd* pw = ::getpwuid(::geteuid());
+            options.mysqlUser = pw && pw->pw_name && *pw->pw_name ? pw->pw_name : "root";
+        }
+        if (!passwordGiven)
+            if (const char* env = std::getenv("MYSQL_PWD")) options.mysqlPassword = env;
+    } else if (mysqlOptionGiven) {
+        usageError("--mysql-* options belong to --ceiling-sql");
+    }
     if (options.durationSeconds == 0 && options.requests == 0) options.durationSeconds = 10;
     return options;
+}
+
+// Raises the soft RLIMIT_NOFILE to the hard limit and checks that the run fits (exit 64 if not).
+void ensureFileLimit(const Options& options) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    uint64_t needed = static_cast<uint64_t>(options.idle) + static_cast<uint64_t>(options.connections) + 64;
+    if (limit.rlim_cur != RLIM_INFINITY && needed > limit.rlim_cur)
+        usageError((options.idle ? "--idle " + std::to_string(options.idle) + " with " : std::string()) +
+                   std::to_string(options.connections) + " connections needs " + std::to_string(needed) +
+                   " file descriptors (idle + connections + 64), but RLIMIT_NOFILE (ulimit -n) is " +
+                   std::to_string(static_cast<unsigned long long>(limit.rlim_cur)) +
+                   " (hard limit " + std::to_string(static_cast<unsigned long long>(limit.rlim_max)) +
+                   "); raise the hard limit or ask for fewer");
+}
+
+// --ceiling-sql: where the database is, from --mysql-host / --mysql-socket.
+SqlTarget sqlTargetFrom(const Options& options) {
+    SqlTarget sql;
+    if (!options.mysqlHost.empty()) {
+        Target tcp = resolveHost(options.mysqlHost, "--mysql-host");
+        char text[INET6_ADDRSTRLEN] = {};
+        const auto* sa = reinterpret_cast<const sockaddr*>(&tcp.addr);
+        if (sa->sa_family == AF_INET) {
+            const auto* sin = reinterpret_cast<const sockaddr_in*>(&tcp.addr);
+            ::inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
+            sql.port = ntohs(sin->sin_port);
+        } else {
+            const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&tcp.addr);
+            ::inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
+            sql.port = ntohs(sin6->sin6_port);
+        }
+        sql.host = text;
+        sql.label = tcp.label;
+    } else if (!options.mysqlSocket.empty()) {
+        sql.socket = options.mysqlSocket;
+        sql.label = options.mysqlSocket;
+    } else {
+        sql.label = "the client library's default socket";
+    }
+    return sql;
 }
 
 }  // namespace
@@ -1008,10 +1881,27 @@ Options parseOptions(int argc, char** argv) {
 int main(int argc, char** argv) {
     Options options = parseOptions(argc, argv);
 
+    if (options.listClients) {
+        // clientAddress() repeats after 762 indexes: print each address once.
+        std::unordered_set<std::string> seen;
+        for (int i = 0; i < options.clients; ++i) {
+            std::string address = clientAddress(i);
+            if (seen.insert(address).second) std::printf("%s\n", address.c_str());
+        }
+        return kExitOk;
+    }
+
+    ensureFileLimit(options);
+
     std::unique_ptr<Responder> responder;
     Target target;
+    SqlTarget sqlTarget;
     try {
-        if (options.ceilingProtocol) {
+        if (options.ceilingSql) {
+            sqlTarget = sqlTargetFrom(options);
+            target.label = "sql ceiling via " + sqlTarget.label + " (" + std::to_string(kSqlStatements) +
+                           " statements per request)";
+        } else if (options.ceilingProtocol) {
             responder = std::make_unique<Responder>();
             target = resolveHost("127.0.0.1:" + std::to_string(responder->port()));
             target.label = "in-process responder 127.0.0.1:" + std::to_string(responder->port());
@@ -1044,34 +1934,94 @@ int main(int argc, char** argv) {
         for (auto& s : stats) s.latenciesMicros.reserve(std::min<size_t>(expected, 1 << 20));
     }
 
+    // --ceiling-sql: every connection is opened and its statements prepared before the clock runs.
+    std::vector<std::unique_ptr<SqlSession>> sessions;
+    if (options.ceilingSql) {
+        if (mysql_library_init(0, nullptr, nullptr) != 0) {
+            std::cerr << kProgName << ": cannot initialise the MySQL client library\n";
+            return kExitErrors;
+        }
+        for (int i = 0; i < threads; ++i) {
+            sessions.push_back(std::make_unique<SqlSession>(sqlTarget, options));
+            std::string error;
+            if (!sessions.back()->open(error)) {
+                std::cerr << kProgName << ": " << error << "\n";
+                sessions.clear();
+                mysql_library_end();
+                return kExitErrors;
+            }
+        }
+    }
+
+    Report report;
+    IdleSet idleSet;
+    if (options.idle > 0) {
+        report.idleUsed = true;
+        try {
+            idleSet.open(target, options, report.idle);
+        } catch (const std::exception& e) {
+            std::cerr << kProgName << ": idle connections: " << e.what() << "\n";
+        }
+    }
+
     double daemonCpuBefore = options.daemonPid ? processTreeCpuSeconds(options.daemonPid) : -1;
     if (options.daemonPid && daemonCpuBefore < 0)
         std::cerr << kProgName << ": warning: process " << options.daemonPid << " not found\n";
+    std::unique_ptr<TreeSampler> sampler;
+    if (options.daemonPid) {
+        sampler = std::make_unique<TreeSampler>(options.daemonPid);
+        sampler->start();
+    }
+    double cpuUserBefore = 0, cpuSysBefore = 0;
+    selfCpuSeconds(cpuUserBefore, cpuSysBefore);
+    // Without the idle connections' requests and set-up.
+    uint64_t responderServedBefore = responder ? responder->served() : 0;
+    double responderCpuBefore = responder ? responder->cpuSecondsNow() : 0;
 
     auto start = Clock::now();
     if (options.durationSeconds > 0)
         plan.deadline = start + std::chrono::microseconds(static_cast<int64_t>(options.durationSeconds * 1e6));
     std::vector<std::thread> workers;
     workers.reserve(static_cast<size_t>(threads));
-    for (int i = 0; i < threads; ++i)
-        workers.emplace_back(runWorker, std::ref(plan), static_cast<unsigned>(i), std::ref(stats[static_cast<size_t>(i)]));
+    for (int i = 0; i < threads; ++i) {
+        auto& workerStats = stats[static_cast<size_t>(i)];
+        if (options.ceilingSql)
+            workers.emplace_back(runSqlWorker, std::ref(plan), static_cast<unsigned>(i), std::ref(workerStats),
+                                 std::ref(*sessions[static_cast<size_t>(i)]));
+        else
+            workers.emplace_back(runWorker, std::ref(plan), static_cast<unsigned>(i), std::ref(workerStats));
+    }
     for (auto& w : workers) w.join();
     auto end = Clock::now();
+    if (sampler) sampler->stop();
     double daemonCpuAfter = options.daemonPid ? processTreeCpuSeconds(options.daemonPid) : -1;
+    if (options.idle > 0) {
+        report.idle.openAtEnd = idleSet.countOpen();
+        idleSet.closeAll();
+    }
+    if (options.ceilingSql) {
+        sessions.clear();
+        mysql_library_end();
+    }
 
-    Report report;
     report.interrupted = gStop.load();
     if (responder) {
         responder->stop();
         report.ceiling = true;
-        report.responderServed = responder->served();
-        report.responderCpu = responder->cpuSeconds();
+        report.responderServed = responder->served() - responderServedBefore;
+        report.responderCpu = std::max(0.0, responder->cpuSeconds() - responderCpuBefore);
     }
-    report.cpuTotal = selfCpuSeconds(report.cpuUser, report.cpuSys);
+    selfCpuSeconds(report.cpuUser, report.cpuSys);
+    report.cpuUser -= cpuUserBefore;  // without the set-up (connections, idle connections)
+    report.cpuSys -= cpuSysBefore;
+    report.cpuTotal = report.cpuUser + report.cpuSys;
     report.target = target.label;
-    report.mode = options.keepalive ? "keep-alive" : "new connection per request";
+    report.mode = options.ceilingSql ? "prepared statements, autocommit"
+                  : options.keepalive ? "keep-alive"
+                                      : "new connection per request";
     report.connections = threads;
     report.durationSeconds = std::chrono::duration<double>(end - start).count();
+    report.sql = options.ceilingSql;
 
     std::vector<uint32_t> latencies;
     std::map<std::string, uint64_t> actions;
@@ -1084,6 +2034,9 @@ int main(int argc, char** argv) {
         report.connectFailures += s.connectFailures;
         report.timeouts += s.timeouts;
         report.badReplies += s.badReplies;
+        report.sqlErrors += s.sqlErrors;
+        report.policyFound += s.policyFound;
+        report.policyMissing += s.policyMissing;
         requestBytes += s.requestBytes;
     }
     report.requests = latencies.size();
@@ -1096,10 +2049,18 @@ int main(int argc, char** argv) {
     report.actions.assign(actions.begin(), actions.end());
     std::sort(report.actions.begin(), report.actions.end(),
               [](const auto& a, const auto& b) { return a.second > b.second; });
-    report.errors = report.closedWithoutReply + report.connectFailures + report.timeouts + report.badReplies;
+    report.errors = report.closedWithoutReply + report.connectFailures + report.timeouts + report.badReplies +
+                    report.sqlErrors;
     if (daemonCpuBefore >= 0 && daemonCpuAfter >= 0) {
         report.daemonCpuKnown = true;
         report.daemonCpu = daemonCpuAfter - daemonCpuBefore;
+    }
+    if (sampler && sampler->known()) {
+        report.rssKnown = true;
+        report.processes = sampler->processes();
+        report.rssFirst = sampler->sumFirst();
+        report.rssLast = sampler->sumLast();
+        report.rssMax = sampler->sumMax();
     }
 
     if (options.json) printJson(report);
