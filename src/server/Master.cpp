@@ -57,11 +57,21 @@ int Scoreboard::allocate() {
     return -1;
 }
 
-long Placement::fewestElsewhere(Scoreboard& board, const ScoreSlot& self) {
+uint32_t Placement::nowMs() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint32_t>(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+long Placement::fewestElsewhere(Scoreboard& board, const ScoreSlot& self, uint32_t nowMs) {
     long fewest = -1;
     for (size_t i = 0, n = board.span(); i < n; ++i) {
         ScoreSlot& s = board.slot(static_cast<int>(i));
-        if (&s == &self || s.get() != WorkerState::Idle || !s.accepting.load(std::memory_order_relaxed))
+        if (&s == &self || !s.accepting.load(std::memory_order_relaxed)) continue;
+        WorkerState st = s.get();
+        if (st != WorkerState::Idle &&
+            !(st == WorkerState::Busy &&
+              nowMs - s.busySince.load(std::memory_order_relaxed) < Placement::kBusyGraceMs))
             continue;
         long open = s.open.load(std::memory_order_relaxed);
         if (fewest < 0 || open < fewest) fewest = open;

@@ -101,9 +101,7 @@ private:
     void process(Connection& c);
     bool flush(Connection& c);  // false when the connection was closed
     void armTimer(Connection& c);
-    void pauseAccepting(long micros, bool announce);
-    void resumeAccepting();
-    bool otherWorkerShouldAccept() const;
+    void updateListening();
     void checkDrained();
 
     Config& cfg_;
@@ -113,7 +111,7 @@ private:
     std::unique_ptr<event_base, BaseDeleter> base_;
     std::vector<EventPtr> listenEvents_;
     std::vector<EventPtr> signalEvents_;
-    EventPtr housekeeping_, resumeTimer_, drainTimer_;
+    EventPtr housekeeping_, recheckTimer_, drainTimer_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> conns_;
     SessionStore sessions_;
     const timeval* keepaliveTv_ = nullptr;
@@ -122,6 +120,7 @@ private:
     bool draining_ = false;
     bool hardDrain_ = false;
     bool accepting_ = true;
+    bool fdPaused_ = false;  // set while deciding to stop listening for lack of descriptors
     time_t lastFdWarning_ = 0;
     char buf_[65536];
 };
@@ -256,47 +255,38 @@ int Worker::run() {
     return 0;
 }
 
-void Worker::pauseAccepting(long micros, bool announce) {
-    if (!accepting_) return;
-    accepting_ = false;
-    // A worker stepping back for a millisecond still counts as accepting for the others;
-    // one that cannot accept (out of descriptors) does not.
-    if (announce) slot_.accepting.store(0, std::memory_order_relaxed);
-    for (auto& ev : listenEvents_) event_del(ev.get());
-    if (!resumeTimer_)
-        resumeTimer_.reset(evtimer_new(
-            base_.get(),
-            [](evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->resumeAccepting(); }, this));
-    timeval tv{micros / 1000000, micros % 1000000};
-    evtimer_add(resumeTimer_.get(), &tv);
-}
-
-void Worker::resumeAccepting() {
-    if (draining_ || accepting_) return;
-    accepting_ = true;
-    slot_.accepting.store(1, std::memory_order_relaxed);
-    for (auto& ev : listenEvents_) event_add(ev.get(), nullptr);
-}
-
-// Least connections: every worker is woken by a new connection, and the ones that hold more
-// connections than an idle, accepting colleague leave it to that one. The worker with the
-// fewest never steps back, so some worker always accepts; a busy worker (running a chain)
-// cannot accept and is not waited for. Connections spread evenly, so a database-bound chain
-// gets as many concurrent database sessions as there are workers with connections.
-bool Worker::otherWorkerShouldAccept() const {
-    long fewest = Placement::fewestElsewhere(board_, slot_);
-    return fewest >= 0 && fewest < static_cast<long>(conns_.size());
+// Least connections. A worker listens only while no colleague that could accept soon (idle,
+// or busy with a chain for less than 50 ms) holds at least two connections fewer than it
+// does. The decision is remade after every accept and close, and every 2 ms while not
+// listening (a colleague may have taken connections, become busy or gone), so the worker
+// holding the fewest connections is always listening or about to. Kept-alive connections
+// thus spread evenly, and a database-bound chain gets as many concurrent database sessions
+// as there are workers holding connections. The margin of two keeps short-lived connections
+// (one request each, counts jittering by one) from ever waiting.
+void Worker::updateListening() {
+    if (draining_) return;
+    bool listen = !fdPaused_;
+    if (listen) {
+        long fewest = Placement::fewestElsewhere(board_, slot_, Placement::nowMs());
+        listen = !(fewest >= 0 && fewest + 2 <= static_cast<long>(conns_.size()));
+    }
+    if (!listen) {
+        if (!recheckTimer_)
+            recheckTimer_.reset(evtimer_new(
+                base_.get(), [](evutil_socket_t, short, void* arg) { static_cast<Worker*>(arg)->updateListening(); },
+                this));
+        timeval tv{0, fdPaused_ ? 100000 : 2000};
+        if (!evtimer_pending(recheckTimer_.get(), nullptr)) evtimer_add(recheckTimer_.get(), &tv);
+    }
+    slot_.accepting.store(fdPaused_ ? 0 : 1, std::memory_order_relaxed);
+    if (listen == accepting_) return;
+    accepting_ = listen;
+    for (auto& ev : listenEvents_) listen ? event_add(ev.get(), nullptr) : event_del(ev.get());
 }
 
 void Worker::onAccept(const Listener& l) {
     // A few per wake-up, so that the workers woken together share a burst of connections.
-    for (int i = 0; i < 4 && !draining_; ++i) {
-        if (otherWorkerShouldAccept()) {
-            // Step back briefly: the listening socket stays readable until the other worker
-            // has accepted, and being woken for it again and again would only burn CPU.
-            pauseAccepting(1000, false);
-            return;
-        }
+    for (int i = 0; i < 4 && accepting_ && !draining_; ++i) {
         int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
@@ -307,7 +297,11 @@ void Worker::onAccept(const Listener& l) {
                             l.address.c_str(), std::strerror(errno), conns_.size());
                     lastFdWarning_ = now;
                 }
-                pauseAccepting(100000, true);
+                // Out of descriptors: stop listening for 100 ms (the backlog keeps the
+                // connection), then try again.
+                fdPaused_ = true;
+                updateListening();
+                fdPaused_ = false;
                 return;
             }
             MTP_LOG(log::Err, "accept on %s failed: %s", l.address.c_str(), std::strerror(errno));
@@ -332,6 +326,7 @@ void Worker::onAccept(const Listener& l) {
         armTimer(*c);
         slot_.connections.fetch_add(1, std::memory_order_relaxed);
         slot_.open.store(static_cast<uint32_t>(conns_.size()), std::memory_order_relaxed);
+        updateListening();
         ++accepted_;
         if (cfg_.maxRequests > 0 && accepted_ >= static_cast<uint64_t>(cfg_.maxRequests)) {
             startDrain("max_requests reached", false);
@@ -369,6 +364,7 @@ void Worker::close(Connection& c) {
     conns_.erase(&c);  // destroys the connection: events freed, fd closed
     slot_.open.store(static_cast<uint32_t>(conns_.size()), std::memory_order_relaxed);
     if (draining_) checkDrained();
+    else if (!accepting_) updateListening();
 }
 
 void Worker::onRead(Connection& c) {
@@ -417,6 +413,7 @@ void Worker::onRead(Connection& c) {
 
 void Worker::process(Connection& c) {
     double start = monotonicMs();
+    slot_.busySince.store(static_cast<uint32_t>(static_cast<uint64_t>(start)), std::memory_order_relaxed);
     slot_.set(WorkerState::Busy);
     Request& r = c.req;
     const VirtualHost* vh = nullptr;
@@ -543,7 +540,7 @@ void Worker::startDrain(const char* why, bool hard) {
     slot_.set(WorkerState::Draining);
     slot_.accepting.store(0, std::memory_order_relaxed);
     for (auto& ev : listenEvents_) event_del(ev.get());
-    if (resumeTimer_) evtimer_del(resumeTimer_.get());
+    if (recheckTimer_) evtimer_del(recheckTimer_.get());
     if (!drainTimer_)
         drainTimer_.reset(evtimer_new(
             base_.get(),

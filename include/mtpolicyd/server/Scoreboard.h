@@ -20,7 +20,8 @@ struct ScoreSlot {
     std::atomic<uint64_t> requests;     // requests answered
     std::atomic<uint64_t> connections;  // connections accepted
     std::atomic<uint32_t> open;         // connections currently open
-    std::atomic<uint8_t> accepting;     // 1 while the worker listens for new connections
+    std::atomic<uint8_t> accepting;     // 1 while the worker can take new connections
+    std::atomic<uint32_t> busySince;    // monotonic milliseconds when the running chain started
 
     void set(WorkerState s) { state.store(static_cast<uint8_t>(s), std::memory_order_relaxed); }
     WorkerState get() const { return static_cast<WorkerState>(state.load(std::memory_order_relaxed)); }
@@ -55,8 +56,13 @@ private:
 // of the others while one of them could take a connection and holds fewer: it then neither
 // accepts nor keeps a surplus keep-alive connection.
 struct Placement {
-    // The fewest open connections of the other workers that are idle and accepting, or -1.
-    static long fewestElsewhere(Scoreboard& board, const ScoreSlot& self);
+    // A worker that has been running one chain for longer than this is not counted on to
+    // accept soon.
+    static constexpr uint32_t kBusyGraceMs = 50;
+    // The fewest open connections of the other workers that can take connections and are
+    // idle or only just busy, or -1 when there is none. `nowMs`: monotonic milliseconds.
+    static long fewestElsewhere(Scoreboard& board, const ScoreSlot& self, uint32_t nowMs);
+    static uint32_t nowMs();
 };
 
 }  // namespace mtp
