@@ -9,7 +9,7 @@
 --
 --   CREATE DATABASE mtpolicyd CHARACTER SET utf8mb4;
 --   CREATE USER 'mtpolicyd'@'localhost' IDENTIFIED BY 'secret';
---   GRANT SELECT, INSERT, UPDATE, CREATE ON mtpolicyd.* TO 'mtpolicyd'@'localhost';
+--   GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON mtpolicyd.* TO 'mtpolicyd'@'localhost';
 --
 -- CREATE is needed even when the tables below exist: the Accounting plugin runs
 -- CREATE TABLE IF NOT EXISTS for each of its tables once per worker, and the server checks the
@@ -47,6 +47,19 @@ CREATE TABLE IF NOT EXISTS `acct_sasl_username` (
   PRIMARY KEY (`id`),
   UNIQUE KEY `time_key` (`key`, `time`),
   KEY (`key`),
+  KEY (`time`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Counted messages (instance_dedup, on by default): the Accounting plugin records each
+-- message's instance here in the same transaction as its counts, so a message that Postfix
+-- resends after a worker died between counting and answering is never counted twice, by
+-- whichever worker gets it. Rows older than instance_retention (a day) are deleted by the
+-- plugin itself (it needs the DELETE privilege for that). Atomic only on InnoDB.
+CREATE TABLE IF NOT EXISTS `acct_instances` (
+  `plugin` VARCHAR(64) NOT NULL,
+  `instance` VARCHAR(128) NOT NULL,
+  `time` BIGINT UNSIGNED NOT NULL,
+  PRIMARY KEY (`plugin`, `instance`),
   KEY (`time`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 

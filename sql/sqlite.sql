@@ -38,6 +38,18 @@ CREATE TABLE IF NOT EXISTS `acct_sasl_username` (
   UNIQUE (`key`, `time`)
 );
 
+-- Counted messages (instance_dedup): each message's instance, recorded in the same
+-- transaction as its counts, so that a message resent after a worker died between counting
+-- and answering is never counted twice. Rows older than instance_retention are deleted by
+-- the plugin.
+CREATE TABLE IF NOT EXISTS `acct_instances` (
+  `plugin` VARCHAR(64) NOT NULL,
+  `instance` VARCHAR(128) NOT NULL,
+  `time` INTEGER NOT NULL,
+  PRIMARY KEY (`plugin`, `instance`)
+);
+CREATE INDEX IF NOT EXISTS `acct_instances_time` ON `acct_instances` (`time`);
+
 -- --- SqlUserConfig: per-address settings as a JSON object -------------------------------------
 -- Read by the plugin's default query, SELECT config FROM user_config WHERE address=?
 -- Example: INSERT INTO user_config (address, config)

@@ -30,7 +30,18 @@ public:
           timePattern_(ctx.opts.str("time_pattern")),
           db_(&ctx.config->sqlConnection(ctx.opts.str("db"), ctx.opts.whereOf("db"), "db")),
           engine_(ctx.opts.str("mysql_engine")),
-          doneKey_(name_ + "-acct") {
+          doneKey_(name_ + "-acct"),
+          dedup_(ctx.opts.boolean("instance_dedup")),
+          instanceTable_(ctx.opts.str("instance_table").empty() ? ctx.opts.str("table_prefix") + "instances"
+                                                                 : ctx.opts.str("instance_table")),
+          retention_(ctx.opts.integer("instance_retention")) {
+        if (dedup_ && !isSafeIdentifier(instanceTable_))
+            throw ConfigError(ctx.opts.whereOf("instance_table") + ": plugin '" + name_ +
+                              "': key 'instance_table': '" + instanceTable_ + "' must match [A-Za-z0-9_]+");
+        if (dedup_ && name_.size() > 64)
+            throw ConfigError(ctx.opts.whereOf("name") + ": plugin '" + name_ +
+                              "': a plugin name of at most 64 characters is needed to record counted instances"
+                              " (or set instance_dedup = false)");
         if (!isSafeIdentifier(engine_))
             throw ConfigError(ctx.opts.whereOf("mysql_engine") + ": plugin '" + name_ +
                               "': key 'mysql_engine': must match [A-Za-z0-9_]+");
@@ -51,10 +62,11 @@ public:
 
     void run(Request& r) override {
         if (!enabled_.get(r)) return;
-        // Once per message: marked only after the update has succeeded, so a request that
-        // failed (database down) and is resent by Postfix with the same instance is counted
-        // then. With several fields each table is marked on its own, so a resend after a
-        // partial failure counts only what is missing.
+        // Once per message. In this worker's session: marked only after the update has
+        // succeeded, so a request that failed (database down) and is resent by Postfix with
+        // the same instance is counted then. Across workers and restarts (a worker killed
+        // after its write but before its answer, the resend reaching another worker): the
+        // instance is recorded in the instance table in the same transaction as the counts.
         Session& s = r.sess();
         if (s.get(doneKey_)) {
             log(r, "accounting already done for this mail, skipping");
@@ -63,7 +75,9 @@ public:
         long long rcpt = attrNumber(r, "recipient_count");
         if (rcpt == 0) rcpt = 1;
         long long size = attrNumber(r, "size");
-        std::string timeKey = formatLocalTime(timePattern_, time(nullptr));
+        time_t now = time(nullptr);
+        std::string timeKey = formatLocalTime(timePattern_, now);
+        std::vector<std::pair<Table*, const std::string*>> todo;
         for (auto& t : tables_) {
             const std::string* key = r.attr(t.field);
             if (!key || trim(*key).empty()) {
@@ -71,9 +85,38 @@ public:
                 continue;
             }
             if (s.get(t.doneKey)) continue;
-            ensureTable(t);
-            update(t, *key, timeKey, rcpt, size);
-            s.set(t.doneKey, "1");
+            ensureTable(t);  // DDL before any transaction: MySQL commits on CREATE TABLE
+            todo.emplace_back(&t, key);
+        }
+        const std::string* instance = r.attr("instance");
+        if (!todo.empty() && dedup_ && instance && !instance->empty() && instance->size() <= kMaxInstance) {
+            ensureInstanceTable();
+            bool counted = true;
+            db_->begin();
+            try {
+                SqlResult res = db_->execute(
+                    instanceInsertSql_, {SqlParam::of(name_), SqlParam::of(*instance), SqlParam::of(static_cast<long long>(now))});
+                if (res.affected == 0) {
+                    counted = false;
+                    db_->rollback();
+                } else {
+                    for (auto& [t, key] : todo) update(*t, *key, timeKey, rcpt, size, true);
+                    db_->commit();
+                }
+            } catch (...) {
+                db_->rollback();
+                throw;
+            }
+            if (!counted)
+                log(r, "accounting already done for this mail (instance " + *instance +
+                           " is in " + instanceTable_ + "), skipping");
+            for (auto& item : todo) s.set(item.first->doneKey, "1");
+            purgeInstances(now);
+        } else {
+            for (auto& [t, key] : todo) {
+                update(*t, *key, timeKey, rcpt, size, false);
+                s.set(t->doneKey, "1");
+            }
         }
         s.set(doneKey_, "1");
     }
@@ -161,27 +204,63 @@ private:
         return false;
     }
 
-    void update(const Table& t, const std::string& key, const std::string& timeKey, long long rcpt, long long size) {
+    // `inTransaction`: the caller has begun a transaction (and commits it).
+    void update(const Table& t, const std::string& key, const std::string& timeKey, long long rcpt, long long size,
+                bool inTransaction) {
         long long sizeRcpt = size * rcpt;
         if (t.upsert) {
             db_->execute(t.upsertSql, {SqlParam::of(key), SqlParam::of(timeKey), SqlParam::of(rcpt),
                                        SqlParam::of(size), SqlParam::of(sizeRcpt)});
             return;
         }
-        db_->executeDirect("BEGIN IMMEDIATE");
+        if (!inTransaction) db_->begin();
         try {
             SqlResult res = db_->execute(t.updateSql, {SqlParam::of(rcpt), SqlParam::of(size), SqlParam::of(sizeRcpt),
                                                        SqlParam::of(key), SqlParam::of(timeKey)});
             if (res.affected == 0)
                 db_->execute(t.insertSql, {SqlParam::of(key), SqlParam::of(timeKey), SqlParam::of(rcpt),
                                            SqlParam::of(size), SqlParam::of(sizeRcpt)});
-            db_->executeDirect("COMMIT");
+            if (!inTransaction) db_->commit();
         } catch (...) {
-            try {
-                db_->executeDirect("ROLLBACK");
-            } catch (...) {
-            }
+            if (!inTransaction) db_->rollback();
             throw;
+        }
+    }
+
+    void ensureInstanceTable() {
+        if (instanceReady_) return;
+        const std::string q = "`" + instanceTable_ + "`";
+        bool mysql = db_->driver() == Dsn::Driver::Mysql;
+        if (!db_->tableExists(instanceTable_)) {
+            if (mysql)
+                db_->executeDirect("CREATE TABLE IF NOT EXISTS " + q +
+                                   " (`plugin` VARCHAR(64) NOT NULL, `instance` VARCHAR(128) NOT NULL,"
+                                   " `time` BIGINT UNSIGNED NOT NULL, PRIMARY KEY (`plugin`, `instance`),"
+                                   " KEY (`time`)) ENGINE=" + engine_ + " DEFAULT CHARSET=utf8mb4");
+            else {
+                db_->executeDirect("CREATE TABLE IF NOT EXISTS " + q +
+                                   " (`plugin` VARCHAR(64) NOT NULL, `instance` VARCHAR(128) NOT NULL,"
+                                   " `time` INTEGER NOT NULL, PRIMARY KEY (`plugin`, `instance`))");
+                db_->executeDirect("CREATE INDEX IF NOT EXISTS `" + instanceTable_ + "_time` ON " + q + " (`time`)");
+            }
+        }
+        instanceInsertSql_ = std::string(mysql ? "INSERT IGNORE" : "INSERT OR IGNORE") + " INTO " + q +
+                             " (`plugin`, `instance`, `time`) VALUES (?, ?, ?)";
+        instancePurgeSql_ = "DELETE FROM " + q + " WHERE `time` < ?" + (mysql ? " LIMIT 10000" : "");
+        instanceReady_ = true;
+    }
+
+    // Forgets instances older than instance_retention, at most once a minute per worker.
+    void purgeInstances(time_t now) {
+        if (now - lastPurge_ < 60) return;
+        lastPurge_ = now;
+        try {
+            SqlResult res = db_->execute(instancePurgeSql_, {SqlParam::of(static_cast<long long>(now - retention_))});
+            if (res.affected)
+                MTP_LOG(log::Info, "plugin %s: forgot %llu counted instances older than %lld s", name_.c_str(),
+                        static_cast<unsigned long long>(res.affected), static_cast<long long>(retention_));
+        } catch (const DbError& e) {
+            MTP_LOG(log::Warning, "plugin %s: cannot purge %s: %s", name_.c_str(), instanceTable_.c_str(), e.what());
         }
     }
 
@@ -191,6 +270,13 @@ private:
     std::string engine_;
     std::string doneKey_;  // session flag: the message has been counted (mtpolicyd's <name>-acct)
     std::vector<Table> tables_;
+    static constexpr size_t kMaxInstance = 128;  // longer instances are not recorded
+    bool dedup_;
+    std::string instanceTable_;
+    long long retention_;
+    bool instanceReady_ = false;
+    std::string instanceInsertSql_, instancePurgeSql_;
+    time_t lastPurge_ = 0;
 };
 
 }  // namespace
@@ -208,7 +294,14 @@ PluginSpec accountingSpec() {
              overridable(withDefault("enabled", T::Boolean, "1", "Set to off to disable the plugin.")),
              withDefault("db", T::String, "db", "Name of the SQL connection to use."),
              withDefault("mysql_engine", T::String, "InnoDB",
-                         "Storage engine of tables created on MySQL/MariaDB (mtpolicyd used MyISAM).")},
+                         "Storage engine of tables created on MySQL/MariaDB (mtpolicyd used MyISAM)."),
+             withDefault("instance_dedup", T::Boolean, "1",
+                         "Record each counted instance in instance_table in the same transaction as the "
+                         "counts, so that a message resent after a worker crash is never counted twice."),
+             withDefault("instance_table", T::String, "",
+                         "Table of counted instances (default: <table_prefix>instances)."),
+             ranged(withDefault("instance_retention", T::Integer, "86400",
+                                "Seconds a counted instance is remembered."), 60, 315360000)},
             false,
             [](PluginContext& ctx) { return std::unique_ptr<Plugin>(new Accounting(ctx)); }};
 }

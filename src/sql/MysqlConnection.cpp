@@ -136,9 +136,36 @@ class MysqlConnection final : public SqlConnection {
         try {
             return executeOnce(sql, params);
         } catch (const DbError&) {
-            if (!retrySafe_ || wasDown) throw;
+            // Never inside a transaction: the new session would run it outside of it.
+            if (!retrySafe_ || wasDown || inTransaction_) throw;
         }
         return executeOnce(sql, params);
+    }
+
+    void begin() override {
+        executeDirect("START TRANSACTION");
+        inTransaction_ = true;
+    }
+
+    void commit() override {
+        try {
+            executeDirect("COMMIT");
+        } catch (...) {
+            inTransaction_ = false;
+            throw;
+        }
+        inTransaction_ = false;
+    }
+
+    void rollback() noexcept override {
+        bool open = inTransaction_ && db_;
+        inTransaction_ = false;
+        if (!open) return;
+        try {
+            executeDirect("ROLLBACK");
+        } catch (...) {
+            // The session is gone or broken: the server rolls back on its own.
+        }
     }
 
     SqlResult executeOnce(const std::string& sql, const std::vector<SqlParam>& params) {
@@ -238,6 +265,10 @@ class MysqlConnection final : public SqlConnection {
     // A connected handle, or DbError.
     MYSQL* handle() {
         if (db_ && owner_ != processGeneration()) abandon();
+        if (inTransaction_) {
+            if (!db_) throw DbUnavailable(prefix() + "connection lost during a transaction");
+            return db_.get();
+        }
         if (db_) {
             if (Clock::now() - lastUsed_ <= pingAfterIdle_) return db_.get();
             // The server may have closed an idle session (wait_timeout). Nothing has been sent
@@ -431,6 +462,7 @@ class MysqlConnection final : public SqlConnection {
     SqlSettings settings_;
     std::chrono::milliseconds pingAfterIdle_;
     unsigned owner_ = 0;  // processGeneration() when db_ was connected
+    bool inTransaction_ = false;
     MysqlPtr db_;
     // Declared after db_ so that the statements are closed before their handle.
     std::unordered_map<std::string, StmtPtr> stmts_;

@@ -111,6 +111,13 @@ class SqliteConnection final : public SqlConnection {
         return result;
     }
 
+    void begin() override { executeDirect("BEGIN IMMEDIATE"); }
+    void commit() override { executeDirect("COMMIT"); }
+    void rollback() noexcept override {
+        if (!db_ || sqlite3_get_autocommit(db_.get())) return;  // no transaction open
+        sqlite3_exec(db_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+
     void executeDirect(const std::string& sql) override {
         sqlite3* db = handle();
         char* raw = nullptr;

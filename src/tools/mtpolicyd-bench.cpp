@@ -9,8 +9,9 @@
 // first starts the cheapest possible responder in-process (one epoll thread answering
 // "action=dunno") and measures against that: the ceiling the protocol allows on this host.
 // With --ceiling-sql it sends no policy requests at all but runs, per generated message, the
-// three SQL statements of the accounting how-to chain (SqlUserConfig, Quota, Accounting)
-// straight through the MariaDB/MySQL client library: the ceiling the database allows.
+// SQL statements of the accounting how-to chain (SqlUserConfig, Quota, and Accounting's
+// transaction: instance record and counter upsert) straight through the MariaDB/MySQL client
+// library: the ceiling the database allows.
 // --idle N holds N extra, silent connections open during the load (each answered once
 // before it starts), and --daemon-pid samples the memory of the server's process tree.
 
@@ -147,11 +148,13 @@ void printUsage(std::ostream& out) {
         << "                             and exit\n"
         << "      --ceiling-protocol     measure against an in-process minimal responder\n"
         << "                             (epoll, answers action=dunno) instead of a server\n"
-        << "      --ceiling-sql          no policy server: per generated message run the three\n"
-        << "                             SQL statements of the accounting how-to chain (relay\n"
-        << "                             policy SELECT, quota SELECT, accounting upsert on\n"
-        << "                             acct_client_address) as prepared statements, one\n"
-        << "                             database connection per -c; the tables must exist\n"
+        << "      --ceiling-sql          no policy server: per generated message run the SQL\n"
+        << "                             statements of the accounting how-to chain (relay\n"
+        << "                             policy SELECT, quota SELECT, then in a transaction\n"
+        << "                             the instance INSERT IGNORE on acct_instances and the\n"
+        << "                             upsert on acct_client_address) as prepared\n"
+        << "                             statements, one database connection per -c; the\n"
+        << "                             tables must exist\n"
         << "      --mysql-socket PATH    --ceiling-sql: the server's unix socket\n"
         << "      --mysql-host HOST:PORT --ceiling-sql: TCP address instead (loopback only);\n"
         << "                             neither: the client library's default socket\n"
@@ -337,7 +340,9 @@ class RequestGenerator {
         : rng_(splitMix(seed) ^ splitMix(0x1000 + threadIndex)),
           threadIndex_(threadIndex),
           clients_(clients),
-          epoch_(static_cast<uint64_t>(std::time(nullptr))) {}
+          // Instances are unique per run too (the daemon records counted instances): the
+          // start time and the process id.
+          epoch_(static_cast<uint64_t>(std::time(nullptr)) << 20 ^ static_cast<uint64_t>(::getpid())) {}
 
     // Draws the next message without building its request text: client address, recipient
     // count and size (read them with address(), recipients(), size()). It consumes the same
@@ -354,11 +359,17 @@ class RequestGenerator {
         else if (pick >= 70) recipients_ = 2 + static_cast<unsigned>((r2_ >> 8) % 4);
         size_ = 800 + (r2_ >> 16) % 60000;
         if ((r2_ >> 48) % 50 == 0) size_ = 100000 + (r2_ >> 20) % 10000000;
+        char instance[64];
+        std::snprintf(instance, sizeof(instance), "%x.%llx.%llx.0", threadIndex_ + 1,
+                      static_cast<unsigned long long>(epoch_),
+                      static_cast<unsigned long long>(sequence_));
+        instance_ = instance;
     }
 
     const std::string& address() const { return address_; }
     unsigned recipients() const { return recipients_; }
     uint64_t size() const { return size_; }
+    const std::string& instance() const { return instance_; }
 
     // Draws the next message and returns its request text.
     const std::string& next() {
@@ -379,10 +390,7 @@ class RequestGenerator {
         std::snprintf(queueId, sizeof(queueId), "%011llX",
                       static_cast<unsigned long long>(splitMix(sequence_ * 131 + threadIndex_) &
                                                       0xFFFFFFFFFFFULL));
-        char instance[64];
-        std::snprintf(instance, sizeof(instance), "%x.%llx.%llx.0", threadIndex_ + 1,
-                      static_cast<unsigned long long>(epoch_),
-                      static_cast<unsigned long long>(sequence_));
+        const std::string& instance = instance_;
         std::string user = "user" + std::to_string((r1 >> 36) % 5000);
         std::string sender = user + "@sender-" + std::to_string(client % 17) + ".example.org";
 
@@ -445,6 +453,7 @@ class RequestGenerator {
     uint64_t r1_ = 0, r2_ = 0;
     int client_ = 0;
     std::string address_;
+    std::string instance_;
     unsigned recipients_ = 1;
     uint64_t size_ = 0;
     std::string request_;
@@ -585,7 +594,8 @@ void runWorker(LoadPlan& plan, unsigned index, WorkerStats& stats) {
 
 // The statements of the accounting how-to chain, byte for byte as the daemon's plugins send
 // them: SqlUserConfig with the how-to's sql_query, Quota (field client_address, metric count)
-// and Accounting (fields client_address).
+// and Accounting (fields client_address, plugin name AcctIP), which records the instance in
+// acct_instances in the same transaction as the counts.
 constexpr const char* kSqlRelayPolicy =
     "SELECT p.config FROM relay_policies p JOIN relay_hosts h ON (h.relay_policy = p.id) "
     "WHERE h.client_address=?";
@@ -596,7 +606,10 @@ constexpr const char* kSqlAccounting =
     "VALUES (?, ?, 1, ?, ?, ?) ON DUPLICATE KEY UPDATE `count` = `count` + 1, "
     "`count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`), `size` = `size` + VALUES(`size`), "
     "`size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)";
-constexpr int kSqlStatements = 3;
+constexpr const char* kSqlInstance =
+    "INSERT IGNORE INTO `acct_instances` (`plugin`, `instance`, `time`) VALUES (?, ?, ?)";
+constexpr int kSqlStatements = 4;  // prepared; plus START TRANSACTION and COMMIT
+constexpr int kSqlRoundTrips = 6;
 
 // Where the database is: a loopback TCP address, a unix socket, or (both empty) the client
 // library's default socket.
@@ -627,7 +640,7 @@ std::string currentMonth() {
     return std::string(buf, n);
 }
 
-// One database connection with the three statements prepared on it (like one daemon worker's
+// One database connection with the how-to's four statements prepared on it (like one daemon worker's
 // handle): autocommit, utf8mb4, CLIENT_FOUND_ROWS, no library reconnect. Parameters are bound
 // once to the buffers below; results are fetched as text, as the daemon does.
 class SqlSession {
@@ -665,7 +678,7 @@ class SqlSession {
             close();
             return false;
         }
-        const char* const sql[kSqlStatements] = {kSqlRelayPolicy, kSqlQuota, kSqlAccounting};
+        const char* const sql[kSqlStatements] = {kSqlRelayPolicy, kSqlQuota, kSqlInstance, kSqlAccounting};
         for (int i = 0; i < kSqlStatements; ++i) {
             stmt_[i] = mysql_stmt_init(db_);
             if (!stmt_[i]) {
@@ -684,12 +697,15 @@ class SqlSession {
         bindText(bindRelay_[0], address_, addressLength_);
         bindText(bindQuota_[0], address_, addressLength_);
         bindText(bindQuota_[1], month_, monthLength_);
+        bindText(bindInstance_[0], plugin_, pluginLength_);
+        bindText(bindInstance_[1], instance_, instanceLength_);
+        bindInteger(bindInstance_[2], now_);
         bindText(bindAcct_[0], address_, addressLength_);
         bindText(bindAcct_[1], month_, monthLength_);
         bindInteger(bindAcct_[2], recipients_);
         bindInteger(bindAcct_[3], size_);
         bindInteger(bindAcct_[4], sizeRecipients_);
-        MYSQL_BIND* binds[kSqlStatements] = {bindRelay_, bindQuota_, bindAcct_};
+        MYSQL_BIND* binds[kSqlStatements] = {bindRelay_, bindQuota_, bindInstance_, bindAcct_};
         for (int i = 0; i < kSqlStatements; ++i) {
             if (mysql_stmt_bind_param(stmt_[i], binds[i]) != 0) {
                 error = std::string("mysql_stmt_bind_param: ") + mysql_stmt_error(stmt_[i]);
@@ -711,10 +727,13 @@ class SqlSession {
 
     bool isOpen() const { return db_ != nullptr; }
 
-    // Runs the three statements for one message. On failure: false, `error` set, and
+    // Runs the statements of one message (in one transaction from the instance on). On failure: false, `error` set, and
     // `lost` when the connection is gone (the caller reopens it).
-    bool runMessage(const std::string& address, const std::string& month, unsigned recipients,
-                    uint64_t size, bool& policyFound, std::string& error, bool& lost) {
+    bool runMessage(const std::string& address, const std::string& instance, const std::string& month,
+                    unsigned recipients, uint64_t size, bool& policyFound, std::string& error, bool& lost) {
+        instanceLength_ = std::min(instance.size(), sizeof(instance_));
+        std::memcpy(instance_, instance.data(), instanceLength_);
+        now_ = static_cast<long long>(std::time(nullptr));
         addressLength_ = std::min(address.size(), sizeof(address_));
         std::memcpy(address_, address.data(), addressLength_);
         monthLength_ = std::min(month.size(), sizeof(month_));
@@ -723,9 +742,11 @@ class SqlSession {
         size_ = static_cast<long long>(size);
         sizeRecipients_ = size_ * recipients_;
         static const char* const kNames[kSqlStatements] = {"relay policy SELECT", "quota SELECT",
+                                                          "instance INSERT IGNORE",
                                                           "accounting INSERT ... ON DUPLICATE KEY UPDATE"};
         for (int i = 0; i < kSqlStatements; ++i) {
             uint64_t rows = 0;
+            if (i == 2 && !query("START TRANSACTION", error, lost)) return false;
             if (!execute(stmt_[i], rows)) {
                 unsigned code = mysql_stmt_errno(stmt_[i]);
                 error = std::string(kNames[i]) + ": " + std::to_string(code) + " " + mysql_stmt_error(stmt_[i]);
@@ -737,7 +758,7 @@ class SqlSession {
             }
             if (i == 0) policyFound = rows > 0;
         }
-        return true;
+        return query("COMMIT", error, lost);
     }
 
   private:
@@ -754,6 +775,14 @@ class SqlSession {
         std::memset(&b, 0, sizeof(b));
         b.buffer_type = MYSQL_TYPE_LONGLONG;
         b.buffer = &value;
+    }
+
+    bool query(const char* sql, std::string& error, bool& lost) {
+        if (mysql_query(db_, sql) == 0) return true;
+        unsigned code = mysql_errno(db_);
+        error = std::string(sql) + ": " + std::to_string(code) + " " + mysql_error(db_);
+        lost = code == 2006 || code == 2013 || code == 2055 || code == 1053 || code == 1927;
+        return false;
     }
 
     // Executes and, for a SELECT, stores and fetches every row (as text, like the daemon).
@@ -792,6 +821,12 @@ class SqlSession {
     char month_[64] = {};
     unsigned long monthLength_ = 0;
     long long recipients_ = 0, size_ = 0, sizeRecipients_ = 0;
+    char plugin_[8] = "AcctIP";
+    unsigned long pluginLength_ = 6;
+    char instance_[128] = {};
+    unsigned long instanceLength_ = 0;
+    long long now_ = 0;
+    MYSQL_BIND bindInstance_[3];
     MYSQL_BIND bindRelay_[1];
     MYSQL_BIND bindQuota_[2];
     MYSQL_BIND bindAcct_[5];
@@ -804,7 +839,7 @@ class SqlSession {
 };
 
 // One --ceiling-sql thread: its session was opened (and its statements prepared) before the
-// clock started; per message it runs the three statements, the latency covering all three.
+// clock started; per message it runs the how-to's statements, the latency covering all of them.
 void runSqlWorker(LoadPlan& plan, unsigned index, WorkerStats& stats, SqlSession& session) {
     const Options& options = *plan.options;
     mysql_thread_init();
@@ -827,7 +862,8 @@ void runSqlWorker(LoadPlan& plan, unsigned index, WorkerStats& stats, SqlSession
         bool policyFound = false;
         bool lost = false;
         auto start = Clock::now();
-        bool ok = session.runMessage(generator.address(), month, generator.recipients(), generator.size(),
+        bool ok = session.runMessage(generator.address(), generator.instance(), month, generator.recipients(),
+                                     generator.size(),
                                      policyFound, error, lost);
         now = Clock::now();
         if (!ok) {
@@ -1525,7 +1561,7 @@ void printText(const Report& r) {
     row("latency_us", "p50 " + std::to_string(r.p50) + "  p99 " + std::to_string(r.p99) +
                           "  max " + std::to_string(r.max));
     if (r.sql) {
-        row("statements_per_req", std::to_string(kSqlStatements));
+        row("statements_per_req", std::to_string(kSqlRoundTrips));
         row("relay_policy", "found " + std::to_string(r.policyFound) + ", missing " +
                                 std::to_string(r.policyMissing));
         row("errors", std::to_string(r.errors) + " (sql errors " + std::to_string(r.sqlErrors) +
@@ -1607,7 +1643,7 @@ void printJson(const Report& r) {
            ",\"replies_without_action\":" + std::to_string(r.badReplies) +
            ",\"sql_errors\":" + std::to_string(r.sqlErrors) + "}";
     if (r.sql) {
-        out += ",\"statements_per_request\":" + std::to_string(kSqlStatements);
+        out += ",\"statements_per_request\":" + std::to_string(kSqlRoundTrips);
         out += ",\"relay_policy\":{\"found\":" + std::to_string(r.policyFound) +
                ",\"missing\":" + std::to_string(r.policyMissing) + "}";
     }
@@ -1899,7 +1935,7 @@ int main(int argc, char** argv) {
     try {
         if (options.ceilingSql) {
             sqlTarget = sqlTargetFrom(options);
-            target.label = "sql ceiling via " + sqlTarget.label + " (" + std::to_string(kSqlStatements) +
+            target.label = "sql ceiling via " + sqlTarget.label + " (" + std::to_string(kSqlRoundTrips) +
                            " statements per request)";
         } else if (options.ceilingProtocol) {
             responder = std::make_unique<Responder>();

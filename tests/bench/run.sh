@@ -631,7 +631,12 @@ fi
     done
 } | sql mtpolicyd
 
+# shellcheck disable=SC2016  # the backquotes are SQL's
+INSTANCES_DDL=$(sed -n '/^CREATE TABLE IF NOT EXISTS `acct_instances`/,/;$/p' "$MYSQL_SQL")
+[[ $INSTANCES_DDL == *ENGINE=InnoDB* ]] || die "could not find the acct_instances table in $MYSQL_SQL"
+
 set_engine() {
+    sql mtpolicyd -e "DROP TABLE IF EXISTS acct_instances; ${INSTANCES_DDL/ENGINE=InnoDB/ENGINE=$1}"
     sql mtpolicyd -e "DROP TABLE IF EXISTS acct_client_address; ${ACCT_DDL/ENGINE=InnoDB/ENGINE=$1}"
     sql -N mtpolicyd -e "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA='mtpolicyd' AND TABLE_NAME='acct_client_address'"
 }

@@ -208,6 +208,10 @@ class TestAccounting : public CppUnit::TestFixture {
     CPPUNIT_TEST(testUpstreamCounters);
     CPPUNIT_TEST(testMetricDefaults);
     CPPUNIT_TEST(testOncePerInstance);
+    CPPUNIT_TEST(testOncePerInstanceAcrossWorkers);
+    CPPUNIT_TEST(testInstanceDedupOff);
+    CPPUNIT_TEST(testFailedCountRecordsNoInstance);
+    CPPUNIT_TEST(testOldInstancesForgotten);
     CPPUNIT_TEST(testEmptyInstanceCountsEveryRequest);
     CPPUNIT_TEST(testSeveralFields);
     CPPUNIT_TEST(testBlankFieldValuesSkipped);
@@ -306,6 +310,93 @@ class TestAccounting : public CppUnit::TestFixture {
         CPPUNIT_ASSERT_EQUAL(std::string("3"), env.total(t, "192.168.0.1", "count"));
         env.send({{"instance", "AAA111"}});
         CPPUNIT_ASSERT_EQUAL(std::string("3"), env.total(t, "192.168.0.1", "count"));
+    }
+
+    void testOncePerInstanceAcrossWorkers() {
+        // A worker killed after its update but before its answer: Postfix resends the message
+        // (same instance) and another worker, with a session of its own, gets it. The
+        // instance recorded with the counts keeps it from being counted twice.
+        Env env(kAcctIp);
+        const std::string t = "acct_client_address";
+        Session first, second, third;
+        env.send("t", {{"instance", "AAA111"}, {"size", "100"}, {"recipient_count", "2"}}, &first);
+        env.send("t", {{"instance", "AAA111"}, {"size", "100"}, {"recipient_count", "2"}}, &second);
+        env.send("t", {{"instance", "AAA111"}, {"size", "100"}, {"recipient_count", "2"}}, &third);
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), env.total(t, "192.168.0.1", "count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), env.total(t, "192.168.0.1", "count_rcpt"));
+        CPPUNIT_ASSERT_EQUAL(std::string("200"), env.total(t, "192.168.0.1", "size_rcpt"));
+        CPPUNIT_ASSERT_EQUAL(std::string("1"),
+                             env.cell("SELECT COUNT(*) FROM acct_instances WHERE plugin = 'AcctIP' AND "
+                                      "instance = 'AAA111'"));
+        // Another message still counts; two plugins count the same message independently.
+        Env two("{ name = \"A\"; module = \"Accounting\"; fields = \"client_address\"; },\n"
+                "{ name = \"B\"; module = \"Accounting\"; fields = \"sender\"; }");
+        Session a, b, c;
+        two.send("t", {{"instance", "X1"}}, &a);
+        two.send("t", {{"instance", "X1"}}, &b);
+        two.send("t", {{"instance", "X2"}}, &c);
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), two.total(t, "192.168.0.1", "count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), two.total("acct_sender", "alice@example.com", "count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("4"), two.cell("SELECT COUNT(*) FROM acct_instances"));
+    }
+
+    void testInstanceDedupOff() {
+        Env env("{ name = \"AcctIP\"; module = \"Accounting\"; fields = \"client_address\"; "
+                "instance_dedup = false; }");
+        Session first, second;
+        env.send("t", {{"instance", "AAA111"}}, &first);
+        env.send("t", {{"instance", "AAA111"}}, &first);   // the same worker still remembers it
+        env.send("t", {{"instance", "AAA111"}}, &second);  // another worker does not
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), env.total("acct_client_address", "192.168.0.1", "count"));
+        CPPUNIT_ASSERT(!env.tableExists("acct_instances"));
+    }
+
+    void testFailedCountRecordsNoInstance() {
+        // The counts and the instance are written in one transaction: when the update fails,
+        // the instance is not recorded either, and the resent message is counted then.
+        Env env("{ name = \"AcctIP\"; module = \"Accounting\"; fields = \"client_address\"; "
+                "instance_table = \"counted\"; }");
+        const std::string t = "acct_client_address";
+        env.send({{"instance", "warmup"}});  // creates the tables
+        env.exec("CREATE TRIGGER fail BEFORE UPDATE ON acct_client_address BEGIN "
+                 "SELECT RAISE(ABORT, 'disk full'); END");
+        Session first;
+        CPPUNIT_ASSERT_THROW(env.send("t", {{"instance", "BBB222"}}, &first), mtp::PluginError);
+        CPPUNIT_ASSERT_EQUAL(std::string("0"),
+                             env.cell("SELECT COUNT(*) FROM counted WHERE instance = 'BBB222'"));
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), env.total(t, "192.168.0.1", "count"));
+        env.exec("DROP TRIGGER fail");
+        Session resent;
+        env.send("t", {{"instance", "BBB222"}}, &resent);
+        env.send("t", {{"instance", "BBB222"}}, &first);
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), env.total(t, "192.168.0.1", "count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("1"),
+                             env.cell("SELECT COUNT(*) FROM counted WHERE instance = 'BBB222'"));
+    }
+
+    void testOldInstancesForgotten() {
+        Env env("{ name = \"AcctIP\"; module = \"Accounting\"; fields = \"client_address\"; "
+                "instance_retention = 3600; }");
+        // A table left by earlier runs, as the plugin creates it.
+        env.exec("CREATE TABLE acct_instances (`plugin` VARCHAR(64) NOT NULL, `instance` VARCHAR(128) NOT NULL,"
+                 " `time` INTEGER NOT NULL, PRIMARY KEY (`plugin`, `instance`))");
+        long long now = static_cast<long long>(time(nullptr));
+        env.exec("INSERT INTO acct_instances VALUES ('AcctIP', 'old', " + std::to_string(now - 7200) + ")");
+        env.exec("INSERT INTO acct_instances VALUES ('AcctIP', 'recent', " + std::to_string(now - 600) + ")");
+        // The first message purges what is older than instance_retention, and only that.
+        env.send({{"instance", "first"}});
+        CPPUNIT_ASSERT_EQUAL(std::string("0"), env.cell("SELECT COUNT(*) FROM acct_instances WHERE instance = 'old'"));
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), env.cell("SELECT COUNT(*) FROM acct_instances"));
+        // Purging runs at most once a minute: a row that ages meanwhile stays until then.
+        env.exec("INSERT INTO acct_instances VALUES ('AcctIP', 'old2', " + std::to_string(now - 7200) + ")");
+        env.send({{"instance", "second"}});
+        CPPUNIT_ASSERT_EQUAL(std::string("4"), env.cell("SELECT COUNT(*) FROM acct_instances"));
+        assertConfigError(configText({{"t", "{ name = \"A\"; module = \"Accounting\"; "
+                                            "fields = \"client_address\"; instance_retention = 5; }"}}),
+                          "instance_retention");
+        assertConfigError(configText({{"t", "{ name = \"A\"; module = \"Accounting\"; "
+                                            "fields = \"client_address\"; instance_table = \"a-b\"; }"}}),
+                          "instance_table");
     }
 
     void testEmptyInstanceCountsEveryRequest() {

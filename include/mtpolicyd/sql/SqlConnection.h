@@ -95,8 +95,15 @@ public:
     // Prepares (once, cached) and runs a statement with `?` placeholders. Connects first when
     // needed. Throws DbNoSuchTable / DbError; the message names the connection, never the password.
     virtual SqlResult execute(const std::string& sql, const std::vector<SqlParam>& params) = 0;
-    // Runs a statement without parameters and without preparing it (DDL, BEGIN/COMMIT).
+    // Runs a statement without parameters and without preparing it (DDL).
     virtual void executeDirect(const std::string& sql) = 0;
+    // A transaction: begin(), statements, commit(); rollback() after a failure (never
+    // throws). Inside a transaction a lost connection is never replaced: every further call
+    // fails (the server has rolled the transaction back) until rollback(). When commit()
+    // itself fails on a lost connection, whether it took effect is unknown.
+    virtual void begin() = 0;
+    virtual void commit() = 0;
+    virtual void rollback() noexcept = 0;
     virtual bool tableExists(const std::string& table) = 0;
     virtual Dsn::Driver driver() const = 0;
     virtual const std::string& name() const = 0;
