@@ -1,8 +1,11 @@
 // Condition: tests a request attribute or session variable (equality, regex, numeric < and >,
 // OR'ed in that order, optionally inverted); on a match adds a score, then returns an action
 // or runs its nested chain. An undefined value never matches, inverted or not (mtpolicyd).
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <regex>
+#include <string>
 
 #include "mtpolicyd/plugins/Plugins.h"
 #include "mtpolicyd/util/Errors.h"
@@ -14,6 +17,38 @@ namespace {
 
 // Perl's numification: the leading numeric part, 0 when there is none.
 double numify(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
+
+// Patterns std::regex (libstdc++) cannot be trusted to compile: its compiler recurses once per
+// term, so a very long pattern overflows the stack (about 100,000 characters at -O2, less under
+// the sanitizers), and it reads the number of a {n,m} repetition or a \N back-reference into
+// a long without checking for overflow (undefined behaviour from 19 digits). Both found by
+// tests/fuzz (fuzz_config). Returns an error text, or "".
+constexpr size_t kMaxRegexLength = 4096;
+constexpr size_t kMaxRegexNumberDigits = 6;
+std::string checkRegexLimits(const std::string& re) {
+    if (re.size() > kMaxRegexLength)
+        return "regular expression too long (" + std::to_string(re.size()) + " characters, at most " +
+               std::to_string(kMaxRegexLength) + ")";
+    auto digitsAt = [&](size_t i) {
+        size_t n = 0;
+        while (i + n < re.size() && std::isdigit(static_cast<unsigned char>(re[i + n]))) ++n;
+        return n;
+    };
+    for (size_t i = 0; i < re.size(); ++i) {
+        size_t n = 0;
+        if (re[i] == '\\') {  // \N back-reference
+            n = digitsAt(i + 1);
+            ++i;
+        } else if (re[i] == '{') {  // {n}, {n,} or {n,m}
+            n = digitsAt(i + 1);
+            if (i + 1 + n < re.size() && re[i + 1 + n] == ',') n = std::max(n, digitsAt(i + 2 + n));
+        }
+        if (n > kMaxRegexNumberDigits)
+            return "repetition count or back-reference number too large (more than " +
+                   std::to_string(kMaxRegexNumberDigits) + " digits)";
+    }
+    return "";
+}
 
 class Condition : public Plugin {
 public:
@@ -34,6 +69,9 @@ public:
         std::string err = Request::checkScopedKey(key_);
         if (!err.empty()) throw ConfigError(ctx.opts.whereOf("key") + ": plugin '" + name_ + "': key 'key': " + err);
         if (hasRe_) {
+            std::string limitErr = checkRegexLimits(ctx.opts.str("re_match"));
+            if (!limitErr.empty())
+                throw ConfigError(ctx.opts.whereOf("re_match") + ": plugin '" + name_ + "': key 're_match': " + limitErr);
             try {
                 re_ = std::regex(ctx.opts.str("re_match"), std::regex::ECMAScript | std::regex::optimize);
             } catch (const std::regex_error& e) {

@@ -8,6 +8,7 @@
 
 #include "mtpolicyd/core/Config.h"
 #include "mtpolicyd/plugins/Plugins.h"
+#include "mtpolicyd/plugins/UserConfigJson.h"
 #include "mtpolicyd/util/Log.h"
 #include "mtpolicyd/util/Strings.h"
 
@@ -65,32 +66,11 @@ public:
 
     // Stores the members of the JSON object `json` as session variables.
     void apply(Request& r, const std::string& key, const std::string& json) {
-        JsonPtr root(cJSON_ParseWithLength(json.data(), json.size()));
-        if (!root || !cJSON_IsObject(root.get())) {
+        try {
+            applyUserConfigJson(json, r.sess());
+        } catch (const UserConfigJsonError&) {
             MTP_LOG(log::Warning, "plugin %s: user-config of %s is not a JSON object, ignored", name_.c_str(),
                     log::escape(key).c_str());
-            return;
-        }
-        for (cJSON* item = root->child; item; item = item->next) {
-            if (!item->string) continue;
-            std::string value;
-            if (cJSON_IsString(item)) {
-                value = item->valuestring ? item->valuestring : "";
-            } else if (cJSON_IsNumber(item)) {
-                value = formatNumber(item->valuedouble);
-            } else if (cJSON_IsBool(item)) {
-                value = cJSON_IsTrue(item) ? "1" : "0";
-            } else if (cJSON_IsNull(item)) {
-                r.sess().erase(item->string);
-                continue;
-            } else {  // arrays and objects: kept as their JSON text
-                char* text = cJSON_PrintUnformatted(item);
-                if (text) {
-                    value = text;
-                    cJSON_free(text);
-                }
-            }
-            r.sess().set(item->string, value);
         }
     }
 
@@ -101,6 +81,32 @@ private:
 };
 
 }  // namespace
+
+void applyUserConfigJson(const std::string& json, Session& s) {
+    JsonPtr root(cJSON_ParseWithLength(json.data(), json.size()));
+    if (!root || !cJSON_IsObject(root.get())) throw UserConfigJsonError("user-config is not a JSON object");
+    for (cJSON* item = root->child; item; item = item->next) {
+        if (!item->string) continue;
+        std::string value;
+        if (cJSON_IsString(item)) {
+            value = item->valuestring ? item->valuestring : "";
+        } else if (cJSON_IsNumber(item)) {
+            value = formatNumber(item->valuedouble);
+        } else if (cJSON_IsBool(item)) {
+            value = cJSON_IsTrue(item) ? "1" : "0";
+        } else if (cJSON_IsNull(item)) {
+            s.erase(item->string);
+            continue;
+        } else {  // arrays and objects: kept as their JSON text
+            char* text = cJSON_PrintUnformatted(item);
+            if (text) {
+                value = text;
+                cJSON_free(text);
+            }
+        }
+        s.set(item->string, value);
+    }
+}
 
 PluginSpec sqlUserConfigSpec() {
     using T = SettingType;

@@ -6,9 +6,12 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -69,6 +72,23 @@ void notifyStarted(int& fd, const std::string& error) {
     (void)r;
     ::close(fd);
     fd = -1;
+}
+
+void notifySystemd(const std::string& state) {
+    const char* path = getenv("NOTIFY_SOCKET");
+    if (!path || !*path || (path[0] != '/' && path[0] != '@')) return;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    size_t len = strlen(path);
+    if (len >= sizeof addr.sun_path) return;
+    memcpy(addr.sun_path, path, len);
+    if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';  // abstract namespace
+    int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    socklen_t alen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len);
+    if (::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), alen) < 0)
+        MTP_LOG(log::Warning, "cannot notify systemd at %s: %s", path, std::strerror(errno));
+    ::close(fd);
 }
 
 void checkPidFile(const std::string& path) {

@@ -25,6 +25,19 @@
 
 #include <sys/mman.h>
 
+// Sanitizer builds (tests/sanitize.sh): a worker ends with _exit(), which skips LeakSanitizer's
+// check at exit, so the worker runs it itself.
+#if defined(__SANITIZE_ADDRESS__)
+#define MTP_WORKER_LEAK_CHECK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MTP_WORKER_LEAK_CHECK 1
+#endif
+#endif
+#ifdef MTP_WORKER_LEAK_CHECK
+#include <sanitizer/lsan_interface.h>
+#endif
+
 namespace mtp {
 
 namespace {
@@ -68,6 +81,7 @@ long Placement::fewestElsewhere(Scoreboard& board, const ScoreSlot& self, uint32
     for (size_t i = 0, n = board.span(); i < n; ++i) {
         ScoreSlot& s = board.slot(static_cast<int>(i));
         if (&s == &self || !s.accepting.load(std::memory_order_relaxed)) continue;
+        if (nowMs - s.heartbeat.load(std::memory_order_relaxed) > Placement::kStaleMs) continue;
         WorkerState st = s.get();
         if (st != WorkerState::Idle &&
             !(st == WorkerState::Busy &&
@@ -134,6 +148,9 @@ void Master::spawn() {
     if (pid == 0) {
         board_.slot(slot).pid.store(getpid());
         int rc = runWorker(*cfg_, listeners_, board_, board_.slot(slot));
+#ifdef MTP_WORKER_LEAK_CHECK
+        __lsan_do_leak_check();
+#endif
         _exit(rc);
     }
     board_.slot(slot).pid.store(pid);
@@ -313,19 +330,24 @@ int Master::run() {
     // forked after this so that they never inherit the start-up pipe.
     notifyStarted(readyFd, "");
     manage();
+    notifySystemd("READY=1\nMAINPID=" + std::to_string(getpid()) + "\nSTATUS=listening on " +
+                  std::to_string(listeners_.size()) + " sockets");
     MTP_LOG(log::Debug, "Parent ready for children.");
     for (;;) {
         timespec ts{1, 0};
         siginfo_t info;
         int sig = sigtimedwait(&set, &info, &ts);
         if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
+            notifySystemd("STOPPING=1");
             shutdown(sig);
             return 0;
         }
         if (sig == SIGHUP) {
             log::reopen();
             for (auto& kv : children_) kill(kv.first, SIGHUP);  // they reopen the log too
+            notifySystemd("RELOADING=1");
             reload();
+            notifySystemd("READY=1");
         }
         reap();
         manage();

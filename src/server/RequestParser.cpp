@@ -14,7 +14,16 @@ void RequestParser::reset() {
 
 RequestParser::Status RequestParser::line(const char* p, size_t n, Request::Attrs& attrs) {
     if (n > 0 && p[n - 1] == '\r') --n;
-    if (n == 0) return Status::Complete;
+    if (n == 0) {
+        // Postfix never sends a request without attributes. Answering each empty line would
+        // let a client make the worker run its chain, answer and log a request line for every
+        // byte it sends.
+        if (attributes_ == 0) {
+            error_ = "empty request (an empty line before any attribute)";
+            return Status::Error;
+        }
+        return Status::Complete;
+    }
     if (std::memchr(p, '\0', n)) {
         error_ = "NUL byte in request line";
         return Status::Error;
@@ -38,6 +47,9 @@ RequestParser::Status RequestParser::feed(const char* data, size_t len, size_t& 
                                           Request::Attrs& attrs) {
     size_t pos = 0;
     consumed = 0;
+    // After an error the stream is out of step (a line was cut short, a limit was hit): it
+    // stays an error until reset(), so a caller that feeds on never sees a bogus request.
+    if (!error_.empty()) return Status::Error;
     while (pos < len) {
         const char* nl = static_cast<const char*>(std::memchr(data + pos, '\n', len - pos));
         size_t chunk = nl ? static_cast<size_t>(nl - (data + pos)) : len - pos;

@@ -111,7 +111,7 @@ private:
     std::unique_ptr<event_base, BaseDeleter> base_;
     std::vector<EventPtr> listenEvents_;
     std::vector<EventPtr> signalEvents_;
-    EventPtr housekeeping_, recheckTimer_, drainTimer_;
+    EventPtr housekeeping_, heartbeat_, recheckTimer_, drainTimer_;
     std::unordered_map<Connection*, std::unique_ptr<Connection>> conns_;
     SessionStore sessions_;
     const timeval* keepaliveTv_ = nullptr;
@@ -248,6 +248,16 @@ int Worker::run() {
         this));
     timeval hk{5, 0};
     event_add(housekeeping_.get(), &hk);
+    // The heartbeat tells the other workers that this one is alive and not stopped.
+    heartbeat_.reset(event_new(
+        base_.get(), -1, EV_PERSIST,
+        [](evutil_socket_t, short, void* arg) {
+            static_cast<Worker*>(arg)->slot_.heartbeat.store(Placement::nowMs(), std::memory_order_relaxed);
+        },
+        this));
+    timeval hb{0, Placement::kHeartbeatMs * 1000};
+    event_add(heartbeat_.get(), &hb);
+    slot_.heartbeat.store(Placement::nowMs(), std::memory_order_relaxed);
     slot_.accepting.store(1, std::memory_order_relaxed);
     slot_.set(WorkerState::Idle);
     event_base_dispatch(base_.get());
@@ -256,7 +266,8 @@ int Worker::run() {
 }
 
 // Least connections. A worker listens only while no colleague that could accept soon (idle,
-// or busy with a chain for less than 50 ms) holds at least two connections fewer than it
+// or busy with a chain for less than 50 ms, and with a heartbeat in the last second: not
+// stopped or stalled) holds at least two connections fewer than it
 // does. The decision is remade after every accept and close, and every 2 ms while not
 // listening (a colleague may have taken connections, become busy or gone), so the worker
 // holding the fewest connections is always listening or about to. Kept-alive connections

@@ -5,6 +5,9 @@
 // policyd-client. Every test starts its own daemon; tearDown always stops it.
 #include <cppunit/extensions/HelperMacros.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -127,6 +130,7 @@ class TestDaemon : public CppUnit::TestFixture {
     CPPUNIT_TEST(testSigterm);
     CPPUNIT_TEST(testMaxKeepalive);
     CPPUNIT_TEST(testMaxRequestsKeepsConnections);
+    CPPUNIT_TEST(testSystemdNotify);
     CPPUNIT_TEST(testRequestTimeout);
     CPPUNIT_TEST(testKeepaliveTimeout);
     CPPUNIT_TEST(testWorkerCountAndPidFile);
@@ -648,6 +652,40 @@ virtual_hosts = (
         CPPUNIT_ASSERT_MESSAGE("the old worker did not exit after its clients left",
                                itest::waitFor([&] { return !itest::processAlive(first[0]); }, 3000));
         CPPUNIT_ASSERT_EQUAL(std::string("dunno"), ask(fresh, itest::makeRequest()));
+    }
+
+    // 10c. Under systemd (Type=notify) the master reports READY=1 with its pid once every
+    //      port is bound and the workers are started, RELOADING=1/READY=1 around a reload and
+    //      STOPPING=1 at shutdown, on the datagram socket named by $NOTIFY_SOCKET.
+    void testSystemdNotify() {
+        std::string sockPath = d_->path("notify.sock");
+        int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        CPPUNIT_ASSERT(fd >= 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sockPath.c_str());
+        CPPUNIT_ASSERT_EQUAL(0, bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
+        auto receive = [&](int timeoutMs) {
+            pollfd p{fd, POLLIN, 0};
+            if (poll(&p, 1, timeoutMs) != 1) return std::string("<nothing>");
+            char buf[512];
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("<error>");
+        };
+        setenv("NOTIFY_SOCKET", sockPath.c_str(), 1);
+        std::string err = d_->start(d_->writeConfig(actionConfig("dunno")));
+        unsetenv("NOTIFY_SOCKET");
+        CPPUNIT_ASSERT_MESSAGE(err, err.empty());
+        std::string ready = receive(3000);
+        CPPUNIT_ASSERT_MESSAGE(ready, ready.find("READY=1") != std::string::npos);
+        CPPUNIT_ASSERT_MESSAGE(ready, ready.find("MAINPID=" + std::to_string(d_->pid())) != std::string::npos);
+        CPPUNIT_ASSERT(d_->signal(SIGHUP));
+        CPPUNIT_ASSERT_EQUAL(std::string("RELOADING=1"), receive(3000));
+        CPPUNIT_ASSERT_EQUAL(std::string("READY=1"), receive(3000));
+        CPPUNIT_ASSERT(d_->signal(SIGTERM));
+        CPPUNIT_ASSERT_EQUAL(std::string("STOPPING=1"), receive(3000));
+        CPPUNIT_ASSERT(d_->waitExit(10000));
+        ::close(fd);
     }
 
     // 11a. request_timeout = 1: a client that sends half a request and stops is disconnected

@@ -14,6 +14,7 @@
 #include "mtpolicyd/core/Config.h"
 #include "mtpolicyd/core/Session.h"
 #include "mtpolicyd/core/VirtualHost.h"
+#include "mtpolicyd/plugins/UserConfigJson.h"
 #include "mtpolicyd/sql/SqlConnection.h"
 #include "mtpolicyd/util/Errors.h"
 #include "mtpolicyd/util/Log.h"
@@ -246,6 +247,7 @@ class TestAccounting : public CppUnit::TestFixture {
     CPPUNIT_TEST(testUserConfigRelayQuery);
     CPPUNIT_TEST(testUserConfigConfigErrors);
     CPPUNIT_TEST(testHowtoChain);
+    CPPUNIT_TEST(testApplyUserConfigJson);
     CPPUNIT_TEST_SUITE_END();
 
   public:
@@ -1040,6 +1042,32 @@ class TestAccounting : public CppUnit::TestFixture {
         CPPUNIT_ASSERT_EQUAL(std::string("3"), env.total("acct_client_address", standard, "count"));
         CPPUNIT_ASSERT_EQUAL(std::string("5"), env.total("acct_client_address", premium, "count"));
         CPPUNIT_ASSERT_EQUAL(std::string("5"), env.total("acct_client_address", other, "count"));
+    }
+
+    void testApplyUserConfigJson() {
+        // The JSON half of SqlUserConfig without a database (tests/fuzz/fuzz_user_config_json
+        // fuzzes it): members become variables in order, null erases, anything but an
+        // object throws and leaves the session as it was.
+        using mtp::plugins::UserConfigJsonError;
+        using mtp::plugins::applyUserConfigJson;
+        Session s;
+        s.set("old", "1");
+        s.set("gone", "x");
+        applyUserConfigJson("{\"quota_count\": 1e5, \"gone\": null, \"a\": [1, {\"b\": \"\\u00e4\"}], "
+                            "\"old\": \"2\", \"t\": true}",
+                            s);
+        CPPUNIT_ASSERT_EQUAL(size_t(4), s.vars.size());
+        CPPUNIT_ASSERT_EQUAL(std::string("old"), s.vars[0].first);
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), var(s, "old"));
+        CPPUNIT_ASSERT_EQUAL(std::string("100000"), var(s, "quota_count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("[1,{\"b\":\"\xc3\xa4\"}]"), var(s, "a"));
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), var(s, "t"));
+        CPPUNIT_ASSERT_EQUAL(std::string("<unset>"), var(s, "gone"));
+        const auto before = s.vars;
+        for (const char* bad : {"", "[1]", "\"s\"", "{\"a\": ", "null", "{\"a\" 1}"}) {
+            CPPUNIT_ASSERT_THROW_MESSAGE(bad, applyUserConfigJson(bad, s), UserConfigJsonError);
+            CPPUNIT_ASSERT_MESSAGE(bad, s.vars == before);
+        }
     }
 
   private:

@@ -154,6 +154,7 @@ class TestConfig : public CppUnit::TestFixture {
     CPPUNIT_TEST(testDumpRoundTrip);
     CPPUNIT_TEST(testDumpRoundTripLargeInteger);
     CPPUNIT_TEST(testDumpRoundTripQuotedVhostName);
+    CPPUNIT_TEST(testErrorRegexLimits);
     CPPUNIT_TEST_SUITE_END();
 
   public:
@@ -926,6 +927,30 @@ class TestConfig : public CppUnit::TestFixture {
         CPPUNIT_ASSERT_EQUAL(std::string("the \"relay\" host"), again->vhosts[0]->name);
         CPPUNIT_ASSERT_EQUAL(std::string("reject \"no\" \\o/"),
                              again->vhosts[0]->chain.plugins[0]->options().str("action"));
+    }
+
+    void testErrorRegexLimits() {
+        // Found by tests/fuzz (corpus fuzz_config/regress-regex-backref-overflow): libstdc++
+        // reads a back-reference or repetition number into a long without an overflow check
+        // (undefined behaviour), and its regex compiler recurses once per term, so a huge
+        // pattern overflows the stack while the config is loaded. Both are config errors now.
+        auto condition = [](const std::string& re) {
+            return vhostWithPlugins("      { name = \"c\";\n"            // 5
+                                    "        module = \"Condition\";\n"  // 6
+                                    "        key = \"helo_name\";\n"     // 7
+                                    "        re_match = \"" + re + "\";\n"  // 8
+                                    "        action = \"reject\"; }\n");
+        };
+        ASSERT_CONFIG_ERROR(condition("^mail\\\\.(example|test)\\\\" + std::string(90, '6') + ".org$"), 8,
+                            "re_match");
+        ASSERT_CONFIG_ERROR(condition("^a{" + std::string(20, '9') + "}$"), 8, "re_match");
+        ASSERT_CONFIG_ERROR(condition("^a{1," + std::string(20, '9') + "}$"), 8, "re_match");
+        ASSERT_CONFIG_ERROR(condition(std::string(4097, 'a')), 8, "re_match");
+        // Long digit strings as literals, ordinary counts and back-references, and a pattern
+        // at the length limit are fine.
+        CPPUNIT_ASSERT_NO_THROW(parse(condition("^4915112345678@example\\\\.org$")));
+        CPPUNIT_ASSERT_NO_THROW(parse(condition("^(a)\\\\1{2,30}[0-9]{4}$")));
+        CPPUNIT_ASSERT_NO_THROW(parse(condition(std::string(4096, 'a'))));
     }
 };
 

@@ -101,6 +101,7 @@ class TestRequestParser : public CppUnit::TestFixture {
     CPPUNIT_TEST(testLimitsApplyPerRequest);
     CPPUNIT_TEST(testInRequest);
     CPPUNIT_TEST(testReset);
+    CPPUNIT_TEST(testErrorIsSticky);
     CPPUNIT_TEST_SUITE_END();
 
   public:
@@ -443,6 +444,43 @@ class TestRequestParser : public CppUnit::TestFixture {
         eight += "\n";
         CPPUNIT_ASSERT(p.feed(eight.data(), eight.size(), consumed, again) == Status::Complete);
         CPPUNIT_ASSERT_EQUAL(size_t(8), again.size());
+    }
+
+    void testErrorIsSticky() {
+        // Found by tests/fuzz (corpus fuzz_request_parser/regress-error-not-sticky): after an
+        // error the parser went on parsing the rest of the stream, e.g. the tail of the line
+        // that was too long, as if it were a new request. Every feed after an error must be
+        // an error (consuming nothing) until reset().
+        RequestParser p{smallLimits(64, 8, 256)};
+        Request::Attrs attrs;
+        size_t consumed = 0;
+        std::string longLine = "sender=" + std::string(80, 'x');
+        CPPUNIT_ASSERT(p.feed(longLine.data(), longLine.size(), consumed, attrs) == Status::Error);
+        std::string err = p.error();
+        CPPUNIT_ASSERT(err.find("max_line_length") != std::string::npos);
+        // The rest of that line and a well-formed request after it.
+        std::string more = "xxx\n\nrequest=smtpd_access_policy\n\n";
+        consumed = 99;
+        CPPUNIT_ASSERT(p.feed(more.data(), more.size(), consumed, attrs) == Status::Error);
+        CPPUNIT_ASSERT_EQUAL(size_t(0), consumed);
+        CPPUNIT_ASSERT_EQUAL(err, p.error());
+        CPPUNIT_ASSERT(p.feed(more.data(), 0, consumed, attrs) == Status::Error);
+        CPPUNIT_ASSERT(attrs.empty());
+
+        // The same after a line without '=' that ended with its newline.
+        RequestParser q{Limits()};
+        std::string bad = "no equals sign\nrequest=smtpd_access_policy\n\n";
+        CPPUNIT_ASSERT(q.feed(bad.data(), bad.size(), consumed, attrs) == Status::Error);
+        CPPUNIT_ASSERT_EQUAL(size_t(15), consumed);
+        CPPUNIT_ASSERT(q.feed(bad.data() + consumed, bad.size() - consumed, consumed, attrs) == Status::Error);
+        CPPUNIT_ASSERT_EQUAL(size_t(0), consumed);
+        CPPUNIT_ASSERT(attrs.empty());
+
+        // reset() ends it.
+        p.reset();
+        std::string ok = "request=smtpd_access_policy\n\n";
+        CPPUNIT_ASSERT(p.feed(ok.data(), ok.size(), consumed, attrs) == Status::Complete);
+        CPPUNIT_ASSERT_EQUAL(std::string("smtpd_access_policy"), attrs["request"]);
     }
 };
 

@@ -20,6 +20,9 @@ void setupLogging(const Config& cfg, const RunOptions& opts);
 // notifyStarted(fd, ""), or 1 after printing the error the child passed (or if the child died).
 int daemonize();
 void notifyStarted(int& fd, const std::string& error);
+// Tells systemd (Type=notify) about the service state, e.g. "READY=1", when $NOTIFY_SOCKET
+// names its socket; does nothing otherwise. See sd_notify(3).
+void notifySystemd(const std::string& state);
 // Throws when the pid file names a live process (another mtpolicyd is running).
 void checkPidFile(const std::string& path);
 // Fails when the pid file names a live process; otherwise writes our pid.

@@ -20,7 +20,8 @@ public:
 
     // Consumes bytes from data[0..len). Stops after the blank line that completes a request
     // (Complete, `consumed` tells how far) or at the end of the data (NeedMore). On Error,
-    // error() says why and the connection must be closed.
+    // error() says why and the connection must be closed; every later call returns Error
+    // again (consuming nothing) until reset().
     Status feed(const char* data, size_t len, size_t& consumed, Request::Attrs& attrs);
 
     const std::string& error() const { return error_; }

@@ -22,6 +22,7 @@ struct ScoreSlot {
     std::atomic<uint32_t> open;         // connections currently open
     std::atomic<uint8_t> accepting;     // 1 while the worker can take new connections
     std::atomic<uint32_t> busySince;    // monotonic milliseconds when the running chain started
+    std::atomic<uint32_t> heartbeat;    // monotonic milliseconds, refreshed by the worker's loop
 
     void set(WorkerState s) { state.store(static_cast<uint8_t>(s), std::memory_order_relaxed); }
     WorkerState get() const { return static_cast<WorkerState>(state.load(std::memory_order_relaxed)); }
@@ -59,6 +60,10 @@ struct Placement {
     // A worker that has been running one chain for longer than this is not counted on to
     // accept soon.
     static constexpr uint32_t kBusyGraceMs = 50;
+    // A worker refreshes its heartbeat every kHeartbeatMs; one silent for longer than
+    // kStaleMs (stopped, stalled, swapped out) is not counted on either.
+    static constexpr uint32_t kHeartbeatMs = 250;
+    static constexpr uint32_t kStaleMs = 1000;
     // The fewest open connections of the other workers that can take connections and are
     // idle or only just busy, or -1 when there is none. `nowMs`: monotonic milliseconds.
     static long fewestElsewhere(Scoreboard& board, const ScoreSlot& self, uint32_t nowMs);
