@@ -20,7 +20,8 @@ cd "$top"
 # need a MariaDB server (started privately by the tests, never as a system service) and
 # mandoc (man page lint).
 deps="g++ make autoconf automake pkgconf libevent-dev libconfig++-dev libcjson-dev libmariadb-dev libsqlite3-dev libcppunit-dev sqlite3"
-[ "$mode" = test ] && deps="$deps mandoc procps mariadb-server postfix swaks perl"
+# clang and its runtime for the libFuzzer targets (tests/fuzz).
+[ "$mode" = test ] && deps="$deps mandoc procps mariadb-server postfix swaks perl clang libclang-rt-14-dev"
 
 missing=""
 for p in $deps; do

@@ -42,5 +42,34 @@ for page in "$src"/man/*.[0-9]; do
     fi
 done
 
+# 3. Suites with builds of their own, each ending with "NAME: N passed, N failed":
+#    the fuzz targets for a bounded time (MTP_FUZZ_SECONDS per target, default 45; 0 skips),
+#    and the unit and integration tests under ASan/LSan/UBSan (MTP_SANITIZE=0 skips).
+suite() {
+    name=$1
+    shift
+    out=$("$@" 2>&1)
+    line=$(printf '%s\n' "$out" | grep -E "^$name: [0-9]+ passed, [0-9]+ failed$" | tail -n 1)
+    if [ -z "$line" ]; then
+        printf '%s\n' "$out" | tail -n 30
+        echo "$name: no summary line"
+        failed=$((failed + 1))
+        return
+    fi
+    printf '%s\n' "$out" | grep -E '^(FAIL|PASS|fuzz:|sanitizers:|ERROR)' | grep -v "^$name: [0-9]" | tail -n 40
+    echo "$line"
+    p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1/')
+    f=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\2/')
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+fuzz_seconds=${MTP_FUZZ_SECONDS:-45}
+if [ "$fuzz_seconds" != 0 ] && [ -x "$src/tests/fuzz/run.sh" ]; then
+    suite fuzz "$src/tests/fuzz/run.sh" "$fuzz_seconds" "$src/build-fuzz"
+fi
+if [ "${MTP_SANITIZE:-1}" != 0 ] && [ -x "$src/tests/sanitize.sh" ]; then
+    suite sanitizers "$src/tests/sanitize.sh" "$src/build-asan"
+fi
+
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

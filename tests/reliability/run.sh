@@ -99,6 +99,56 @@ for suite in "${SUITES[@]}"; do
     NOTES+=("$suite: ${secs} s, test program exit status $rc")
 done
 
+# Memory: a worker's RSS stays flat (within 10%) over 1,000,000 requests (MEM_REQUESTS),
+# measured with mtpolicyd-bench on a private daemon (trivial chain, keep-alive, 8
+# connections) after a warm-up of a tenth of that.
+MEM_REQUESTS=${MEM_REQUESTS:-1000000}
+BENCH=$BUILD_DIR/mtpolicyd-bench
+if [ -x "$BENCH" ] && [ "$MEM_REQUESTS" -gt 0 ]; then
+    memdir=$OUT_DIR/memory
+    mkdir -p "$memdir"
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$memdir/mtpolicyd.conf" <<CONF
+log_level = 0;
+pid_file = "$memdir/mtpolicyd.pid";
+port = [ "127.0.0.1:$port" ];
+virtual_hosts = ( { name = "trivial"; port = "$port";
+  plugins = ( { name = "dunno"; module = "Action"; action = "dunno"; } ); } );
+CONF
+    commands+=("$BUILD_DIR/mtpolicyd -f -c $memdir/mtpolicyd.conf; $BENCH -H 127.0.0.1:$port -c 8 -n $MEM_REQUESTS --daemon-pid PID --json")
+    echo "$PROG: running the memory test ($MEM_REQUESTS requests) ..." >&2
+    "$BUILD_DIR/mtpolicyd" -f -c "$memdir/mtpolicyd.conf" >"$memdir/daemon.log" 2>&1 &
+    daemon=$!
+    for _ in $(seq 50); do "$BENCH" -H "127.0.0.1:$port" -c 1 -n 1 >/dev/null 2>&1 && break; sleep 0.1; done
+    "$BENCH" -H "127.0.0.1:$port" -c 8 -n $((MEM_REQUESTS / 10)) >/dev/null 2>&1
+    "$BENCH" -H "127.0.0.1:$port" -c 8 -n "$MEM_REQUESTS" --daemon-pid "$daemon" --json >"$memdir/bench.json" 2>"$memdir/bench.err"
+    kill "$daemon" 2>/dev/null
+    wait "$daemon" 2>/dev/null
+    python3 - "$memdir/bench.json" "$daemon" >"$memdir/result.txt" <<'PY'
+import json, sys
+try:
+    d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+except Exception as e:
+    print("FAIL\tno benchmark result (%s)" % e)
+    sys.exit()
+master = int(sys.argv[2])
+workers = [p for p in d.get("processes", []) if p["pid"] != master and p.get("whole_run")]
+errors = d.get("errors", {}).get("total", 1)
+if not workers or errors != 0:
+    print("FAIL\trequests=%s errors=%s workers=%d" % (d.get("requests"), errors, len(workers)))
+    sys.exit()
+growth = max((p["rss_kb_last"] - p["rss_kb_first"]) * 100.0 / p["rss_kb_first"] for p in workers)
+top = max(p["rss_kb_max"] for p in workers)
+print("%s\trequests=%d req_per_s=%.0f workers=%d worker_rss_kb_max=%d max_growth_pct=%.1f" % (
+    "ok" if growth <= 10.0 else "FAIL", d["requests"], d["requests_per_s"], len(workers), top, growth))
+PY
+    IFS=$'\t' read -r memresult memfig <"$memdir/result.txt"
+    printf '%s\t%s\t%s\n' memory testWorkerRssOverRequests "$memresult" >>"$RESULTS"
+    printf '%s\t%s\n' testWorkerRssOverRequests "$memfig" >>"$FIGURES"
+else
+    NOTES+=("memory: $BENCH not built or MEM_REQUESTS=0; not run")
+fi
+
 # RELIABILITY lines of tests that have no result line (a test program that crashed).
 awk -F'\t' 'NR == FNR { seen[$2] = 1; next } !($1 in seen) { print "?\t" $1 "\t?" }' \
     "$RESULTS" "$FIGURES" >>"$RESULTS"
