@@ -4,7 +4,9 @@
 #include <grp.h>
 #include <pwd.h>
 
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "mtpolicyd/core/Registry.h"
 #include "mtpolicyd/util/Errors.h"
@@ -160,6 +162,19 @@ void checkServerLimits(const Config& c, const Options& g) {
 }  // namespace
 
 std::unique_ptr<Config> Config::load(const std::string& path) {
+    // The format is chosen by the content (looksLikeLegacyConfig); a file that cannot be read
+    // goes to the libconfig reader, which reports it.
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    if (in) text << in.rdbuf();
+    if (in && looksLikeLegacyConfig(text.str())) {
+        std::vector<std::string> warnings;
+        ConfNode root = readLegacyFile(path, &warnings);
+        auto c = fromTree(root, path);
+        c->legacyFormat = true;
+        c->loadWarnings = std::move(warnings);
+        return c;
+    }
     ConfNode root = readLibconfigFile(path);
     return fromTree(root, path);
 }
@@ -268,7 +283,7 @@ std::unique_ptr<Config> Config::fromTree(const ConfNode& root, const std::string
 }
 
 std::vector<std::string> Config::warnings() const {
-    std::vector<std::string> out;
+    std::vector<std::string> out = loadWarnings;
     for (const auto& l : listen)
         if (!vhostForKey(l.key()))
             out.push_back(global.whereOf("port") + ": port entry '" + l.text + "' has no virtual host with port = \"" +

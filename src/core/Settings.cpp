@@ -179,7 +179,9 @@ Options Options::apply(const ConfNode& block, const std::vector<const SettingTab
                 Value v;
                 v.text = s.def;
                 if (s.type == SettingType::List) v.list = splitList(s.def);
-                v.where = "default";
+                // A default is located at its block, so that an error about it (a default
+                // `db` naming no connection) still names file and line.
+                v.where = block.where();
                 o.values_[s.name] = std::move(v);
             }
         }
@@ -231,9 +233,8 @@ const std::vector<std::string>& Options::list(const std::string& name) const {
 const std::string& Options::ucKey(const std::string& name) const { return str("uc_" + name); }
 
 const std::string& Options::whereOf(const std::string& name) const {
-    static const std::string none = "default";
     const Value* v = find(name);
-    return v ? v->where : none;
+    return v ? v->where : where_;
 }
 
 void Options::setForTest(const std::string& name, const std::string& value) {

@@ -29,7 +29,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 FUZZ=$SRC/tests/fuzz
 mkdir -p "$BUILD" || exit 2
 BUILD=$(cd "$BUILD" && pwd)
-ALL_TARGETS="fuzz_request_parser fuzz_config fuzz_user_config_json"
+ALL_TARGETS="fuzz_request_parser fuzz_config fuzz_user_config_json fuzz_legacy_config"
 TARGETS=${TARGETS:-$ALL_TARGETS}
 NTARGETS=$(echo $TARGETS | wc -w)
 
@@ -148,6 +148,7 @@ max_len() {
         fuzz_request_parser) echo 65536 ;;  # several requests, long lines, default limits
         fuzz_config) echo 16384 ;;          # the sample configurations are ~6 KB
         fuzz_user_config_json) echo 16384 ;;
+        fuzz_legacy_config) echo 16384 ;;   # the Debian default configuration is ~5 KB
     esac
 }
 

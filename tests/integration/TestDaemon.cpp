@@ -121,6 +121,7 @@ class TestDaemon : public CppUnit::TestFixture {
     CPPUNIT_TEST(testKeepAlive1000);
     CPPUNIT_TEST(testVirtualHostsTcpAndUnix);
     CPPUNIT_TEST(testPolicyContext);
+    CPPUNIT_TEST(testLegacyConfigFile);
     CPPUNIT_TEST(testMalformedInput);
     CPPUNIT_TEST(testManyIdleConnections);
     CPPUNIT_TEST(testKilledWorkerReplaced);
@@ -257,6 +258,52 @@ virtual_hosts = (
         // Names are case-sensitive.
         CPPUNIT_ASSERT_EQUAL(std::string("reject beta"), ask(c2, ctx("ALPHA")));
         CPPUNIT_ASSERT_EQUAL(std::string("reject gamma"), ask(c2, ctx("gamma")));
+    }
+
+    // A configuration file of the Perl mtpolicyd 2.x (Config::General) is recognised and
+    // served as it is: comma-separated ports, one <VirtualHost> each, plugins in file order;
+    // its <SessionCache> is accepted with a warning in the log.
+    void testLegacyConfigFile() {
+        start(R"(# mtpolicyd 2.x format
+log_file = "@LOG@"
+pid_file = "@PID@"
+log_level = 3
+port = "127.0.0.1:@PORT1@,127.0.0.1:@PORT2@"
+min_servers = 1
+min_spare_servers = 1
+max_spare_servers = 2
+max_servers = 2
+<SessionCache>
+  module = "Memcached"
+  expire = "300"
+</SessionCache>
+<VirtualHost @PORT1@>
+  name = "main"
+  <Plugin special>
+    module = "Condition"
+    key = "sender"
+    match = "special@example.com"
+    action = "reject special sender"
+  </Plugin>
+</VirtualHost>
+<VirtualHost @PORT2@>
+  name = "second"
+  <Plugin first>
+    module = Action
+    action = reject from the second port
+  </Plugin>
+  <Plugin never>
+    module = Action
+    action = dunno
+  </Plugin>
+</VirtualHost>
+)");
+        CPPUNIT_ASSERT_EQUAL(std::string("reject special sender"),
+                             askNew(itest::makeRequest({{"sender", "special@example.com"}})));
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), askNew(itest::makeRequest()));
+        CPPUNIT_ASSERT_EQUAL(std::string("reject from the second port"),
+                             askNew(itest::makeRequest(), d_->port(2)));
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), d_->log().find("<SessionCache> (module Memcached)") != std::string::npos);
     }
 
     // 4. Malformed input closes only that connection, without a reply; another open

@@ -67,7 +67,13 @@ public:
     std::vector<ConnectionConfig> connections;
     std::vector<std::unique_ptr<VirtualHost>> vhosts;
 
-    // Loads and validates a configuration file. Throws ConfigError (file, line, key).
+    // The file was in the mtpolicyd 2.x (Config::General) format, and what its reader accepted
+    // without using it (a <SessionCache> block, Memcached or Redis connections).
+    bool legacyFormat = false;
+    std::vector<std::string> loadWarnings;
+
+    // Loads and validates a configuration file, libconfig or mtpolicyd 2.x format (chosen by
+    // looksLikeLegacyConfig). Throws ConfigError (file, line, key).
     static std::unique_ptr<Config> load(const std::string& path);
     // Builds from an already-read tree (tests, other formats).
     static std::unique_ptr<Config> fromTree(const ConfNode& root, const std::string& file);
@@ -80,7 +86,7 @@ public:
     SqlConnection& sqlConnection(const std::string& name, const std::string& where, const std::string& key) const;
 
     // Things that are valid but probably not meant: a port no virtual host serves, a user or
-    // group that does not exist on this machine.
+    // group that does not exist on this machine; first the loadWarnings.
     std::vector<std::string> warnings() const;
 
     // Prints the effective configuration, defaults included, in the native format.
@@ -93,6 +99,16 @@ public:
 private:
     std::unordered_map<std::string, const VirtualHost*> byKey_;
 };
+
+// mtpolicyd --convert-config: reads a file in the mtpolicyd 2.x format and returns the
+// equivalent native (libconfig) configuration text, with comments naming the source blocks.
+// The text is checked to load to the same configuration before it is returned. Throws
+// ConfigError (file, line, key) when the file is invalid or already libconfig. `warnings`
+// receives what was accepted but is unused (also written into the text as comments).
+std::string convertLegacyConfig(const std::string& path, std::vector<std::string>* warnings = nullptr);
+// The same from a tree read by readLegacyFile/readLegacyString; `file` is its name.
+std::string formatNativeConfig(const ConfNode& legacyRoot, const std::string& file,
+                               const std::vector<std::string>& warnings);
 
 const SettingTable& globalSettings();
 const SettingTable& virtualHostSettings();
