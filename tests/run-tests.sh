@@ -43,7 +43,7 @@ for page in "$src"/man/*.[0-9]; do
 done
 
 # 3. Suites with builds of their own, each ending with "NAME: N passed, N failed":
-#    the fuzz targets for a bounded time (MTP_FUZZ_SECONDS per target, default 45; 0 skips),
+#    the fuzz targets for a bounded time (MTP_FUZZ_SECONDS per target, default 20; 0 skips),
 #    and the unit and integration tests under ASan/LSan/UBSan (MTP_SANITIZE=0 skips).
 suite() {
     name=$1
@@ -56,14 +56,19 @@ suite() {
         failed=$((failed + 1))
         return
     fi
-    printf '%s\n' "$out" | grep -E '^(FAIL|PASS|fuzz:|sanitizers:|ERROR)' | grep -v "^$name: [0-9]" | tail -n 40
+    f=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\2/')
+    if [ "$f" -gt 0 ]; then
+        printf '%s\n' "$out" | grep -v "^$name: [0-9]" | tail -n 200  # the reports, stacks and all
+    else
+        printf '%s\n' "$out" | grep -E '^(PASS|fuzz:|sanitizer reports:|sanitize.sh:)' | tail -n 20
+    fi
     echo "$line"
     p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1/')
     f=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\2/')
     passed=$((passed + p))
     failed=$((failed + f))
 }
-fuzz_seconds=${MTP_FUZZ_SECONDS:-45}
+fuzz_seconds=${MTP_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" != 0 ] && [ -x "$src/tests/fuzz/run.sh" ]; then
     suite fuzz "$src/tests/fuzz/run.sh" "$fuzz_seconds" "$src/build-fuzz"
 fi
