@@ -774,4 +774,18 @@ bool Daemon::stop(int graceMs) {
     return clean;
 }
 
+std::string confString(const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "\"";
+}
+
+std::string srcdir() {
+    const char* d = std::getenv("MTPOLICYD_SRCDIR");
+    return d && *d ? d : ".";
+}
+
 }  // namespace itest

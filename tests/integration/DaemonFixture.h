@@ -44,6 +44,10 @@ void writeFile(const std::string& path, const std::string& text);
 bool fileExists(const std::string& path);
 // Number of times `needle` occurs in `hay`.
 size_t countOf(const std::string& hay, const std::string& needle);
+// `s` as a quoted libconfig string ("..." with '"' and '\\' escaped).
+std::string confString(const std::string& s);
+// The source tree: $MTPOLICYD_SRCDIR, else ".".
+std::string srcdir();
 
 // --- processes ----------------------------------------------------------------------------
 

@@ -299,4 +299,25 @@ MariaDb& sharedMariaDb() {
     return *db;
 }
 
+std::vector<std::string> sqlStatements(const std::string& text) {
+    std::istringstream in(text);
+    std::string line, body;
+    while (std::getline(in, line)) {
+        size_t first = line.find_first_not_of(" \t\r");
+        if (first == std::string::npos || line.compare(first, 2, "--") == 0) continue;
+        body += line + "\n";
+    }
+    std::vector<std::string> out;
+    size_t pos = 0;
+    while (pos < body.size()) {
+        size_t semi = body.find(';', pos);
+        std::string stmt =
+            body.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
+        if (stmt.find_first_not_of(" \t\r\n") != std::string::npos) out.push_back(stmt);
+        if (semi == std::string::npos) break;
+        pos = semi + 1;
+    }
+    return out;
+}
+
 }  // namespace itest

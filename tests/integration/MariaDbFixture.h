@@ -77,4 +77,8 @@ class MariaDb {
 // If it could not be started, every call throws the same error again (without retrying).
 MariaDb& sharedMariaDb();
 
+// The statements of an SQL script: "--" comment lines dropped, split at ';' (sql/mysql.sql
+// has no ';' inside a string).
+std::vector<std::string> sqlStatements(const std::string& text);
+
 }  // namespace itest

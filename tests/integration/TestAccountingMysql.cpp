@@ -37,6 +37,10 @@ using itest::elapsedMs;
 
 namespace {
 
+using itest::confString;
+using itest::sqlStatements;
+using itest::srcdir;
+
 const char* const kCoin = "defer you exceeded your monthly limit, please insert coin";
 
 void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
@@ -54,43 +58,8 @@ std::string monthNow() {
     return buf;
 }
 
-// A libconfig string literal.
-std::string confString(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
 
-// The statements of an SQL script: "--" comment lines dropped, split at ';' (sql/mysql.sql
-// has no ';' inside a string).
-std::vector<std::string> sqlStatements(const std::string& text) {
-    std::istringstream in(text);
-    std::string line, body;
-    while (std::getline(in, line)) {
-        size_t first = line.find_first_not_of(" \t\r");
-        if (first == std::string::npos || line.compare(first, 2, "--") == 0) continue;
-        body += line + "\n";
-    }
-    std::vector<std::string> out;
-    size_t pos = 0;
-    while (pos < body.size()) {
-        size_t semi = body.find(';', pos);
-        std::string stmt =
-            body.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
-        if (stmt.find_first_not_of(" \t\r\n") != std::string::npos) out.push_back(stmt);
-        if (semi == std::string::npos) break;
-        pos = semi + 1;
-    }
-    return out;
-}
 
-std::string srcdir() {
-    const char* d = std::getenv("MTPOLICYD_SRCDIR");
-    return d && *d ? d : ".";
-}
 
 // An END-OF-MESSAGE request as Postfix's smtpd_end_of_data_restrictions sends it.
 std::string eomRequest(const std::string& instance, const std::string& client, long long rcpt,

@@ -58,6 +58,10 @@ using itest::Daemon;
 
 namespace {
 
+using itest::confString;
+using itest::sqlStatements;
+using itest::srcdir;
+
 void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 double msBetween(Clock::time_point a, Clock::time_point b) {
@@ -170,42 +174,8 @@ std::string hexOf(const std::string& s) {
     return out;
 }
 
-// A libconfig string literal.
-std::string confString(const std::string& s) {
-    std::string out = "\"";
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c;
-    }
-    return out + "\"";
-}
 
-// The statements of an SQL script: "--" comment lines dropped, split at ';'.
-std::vector<std::string> sqlStatements(const std::string& text) {
-    std::istringstream in(text);
-    std::string line, body;
-    while (std::getline(in, line)) {
-        size_t first = line.find_first_not_of(" \t\r");
-        if (first == std::string::npos || line.compare(first, 2, "--") == 0) continue;
-        body += line + "\n";
-    }
-    std::vector<std::string> out;
-    size_t pos = 0;
-    while (pos < body.size()) {
-        size_t semi = body.find(';', pos);
-        std::string stmt =
-            body.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
-        if (stmt.find_first_not_of(" \t\r\n") != std::string::npos) out.push_back(stmt);
-        if (semi == std::string::npos) break;
-        pos = semi + 1;
-    }
-    return out;
-}
 
-std::string srcdir() {
-    const char* d = std::getenv("MTPOLICYD_SRCDIR");
-    return d && *d ? d : ".";
-}
 
 // Sets an environment variable for the lifetime of the object, then restores it.
 class EnvOverride {
