@@ -320,4 +320,21 @@ std::vector<std::string> sqlStatements(const std::string& text) {
     return out;
 }
 
+// An END-OF-MESSAGE request as Postfix's smtpd_end_of_data_restrictions sends it.
+std::string eomRequest(const std::string& instance, const std::string& client, long long rcpt,
+                       long long size) {
+    return itest::makeRequest({{"protocol_state", "END-OF-MESSAGE"},
+                               {"protocol_name", "ESMTP"},
+                               {"helo_name", "mx.example.org"},
+                               {"queue_id", ""},
+                               {"sender", "sender@example.org"},
+                               {"recipient", ""},
+                               {"recipient_count", std::to_string(rcpt)},
+                               {"client_address", client},
+                               {"client_name", "unknown"},
+                               {"reverse_client_name", "unknown"},
+                               {"instance", instance},
+                               {"size", std::to_string(size)}});
+}
+
 }  // namespace itest

@@ -81,4 +81,24 @@ MariaDb& sharedMariaDb();
 // has no ';' inside a string).
 std::vector<std::string> sqlStatements(const std::string& text);
 
+// An END-OF-MESSAGE request as Postfix's smtpd_end_of_data_restrictions sends it.
+std::string eomRequest(const std::string& instance, const std::string& client, long long rcpt,
+                       long long size);
+
+// What Accounting adds for one message.
+struct Counters {
+    long long count = 0, rcpt = 0, size = 0, sizeRcpt = 0;
+    void add(long long recipients, long long bytes) {
+        long long r = recipients == 0 ? 1 : recipients;  // no recipients counts as one
+        ++count;
+        rcpt += r;
+        size += bytes;
+        sizeRcpt += r * bytes;
+    }
+    std::string str() const {
+        return "count=" + std::to_string(count) + " count_rcpt=" + std::to_string(rcpt) +
+               " size=" + std::to_string(size) + " size_rcpt=" + std::to_string(sizeRcpt);
+    }
+};
+
 }  // namespace itest

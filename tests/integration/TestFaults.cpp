@@ -65,6 +65,8 @@ namespace {
 using itest::confString;
 using itest::sqlStatements;
 using itest::srcdir;
+using itest::Counters;
+using itest::eomRequest;
 
 void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
@@ -121,41 +123,6 @@ std::string str(T v) {
     return std::to_string(v);
 }
 
-
-
-
-// An END-OF-MESSAGE request as Postfix's smtpd_end_of_data_restrictions sends it.
-std::string eomRequest(const std::string& instance, const std::string& client, long long rcpt,
-                       long long size) {
-    return itest::makeRequest({{"protocol_state", "END-OF-MESSAGE"},
-                               {"protocol_name", "ESMTP"},
-                               {"helo_name", "mx.example.org"},
-                               {"queue_id", ""},
-                               {"sender", "sender@example.org"},
-                               {"recipient", ""},
-                               {"recipient_count", std::to_string(rcpt)},
-                               {"client_address", client},
-                               {"client_name", "unknown"},
-                               {"reverse_client_name", "unknown"},
-                               {"instance", instance},
-                               {"size", std::to_string(size)}});
-}
-
-// What Accounting adds for one message.
-struct Counters {
-    long long count = 0, rcpt = 0, size = 0, sizeRcpt = 0;
-    void add(long long recipients, long long bytes) {
-        long long r = recipients == 0 ? 1 : recipients;  // no recipients counts as one
-        ++count;
-        rcpt += r;
-        size += bytes;
-        sizeRcpt += r * bytes;
-    }
-    std::string str() const {
-        return "count=" + std::to_string(count) + " count_rcpt=" + std::to_string(rcpt) +
-               " size=" + std::to_string(size) + " size_rcpt=" + std::to_string(sizeRcpt);
-    }
-};
 
 // The local port of a connected socket, or 0.
 int localPort(int fd) {
