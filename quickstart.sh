@@ -19,7 +19,7 @@ cd "$top"
 # Build dependencies (Debian package names); sqlite3 creates the sample database. Tests also
 # need a MariaDB server (started privately by the tests, never as a system service) and
 # mandoc (man page lint).
-deps="g++ make autoconf automake pkgconf libevent-dev libconfig++-dev libcjson-dev libmariadb-dev libsqlite3-dev libcppunit-dev sqlite3"
+deps="g++ make autoconf automake pkgconf libevent-dev libconfig++-dev libcjson-dev libmariadb-dev libsqlite3-dev libpcre2-dev libcppunit-dev sqlite3"
 # clang and its runtime for the libFuzzer targets (tests/fuzz).
 [ "$mode" = test ] && deps="$deps mandoc procps mariadb-server postfix swaks perl clang libclang-rt-14-dev"
 

@@ -628,8 +628,7 @@ public:
         // Connections first: plugins may refer to them wherever they are in the file.
         for (const auto& c : root.children) {
             if (!c.block) {
-                checkGlobalKey(c);
-                out.children.push_back(scalar(c));
+                if (checkGlobalKey(c)) out.children.push_back(scalar(c));
             } else if (c.key == "Connection") {
                 if (!c.named) throw ConfigError(c.where() + ": <Connection> needs a name: <Connection NAME>");
                 if (conns.line == 0) {
@@ -646,6 +645,7 @@ public:
                                   "; mtpolicyd 2.x reads <VirtualHost>, <Plugin>, <Connection> and <SessionCache>");
             }
         }
+        warnOldKeys();
         if (sessionCache) mapSessionCache(*sessionCache, out);
         for (const auto& c : root.children) {
             if (!c.block || c.key != "VirtualHost") continue;
@@ -676,7 +676,8 @@ private:
                               " ...> ... </" + o.key + ">");
     }
 
-    static void checkGlobalKey(const CgNode& o) {
+    // False for a key that is dropped with a warning.
+    bool checkGlobalKey(const CgNode& o) {
         needValue(o, "");
         const std::string& k = o.key;
         if (k == "chroot" || k == "program_name")
@@ -684,15 +685,33 @@ private:
                               "' of mtpolicyd 2.x is not supported by this implementation; remove it");
         bool ours = false;
         for (const auto& s : globalSettings()) ours = ours || s.name == k;
+        // The mtpolicyd 1.x keys: 2.x ignored them, and its own sample and test configurations
+        // still carry them (db_dsn= with an empty value, memcached_servers, session_lock_*).
         if (!ours && (k == "db_dsn" || k == "db_user" || k == "db_password" || startsWith(k, "memcached_") ||
-                      startsWith(k, "session_")))
-            throw ConfigError(o.where() + ": key '" + k +
-                              "' is a mtpolicyd 1.x setting, which mtpolicyd 2.x ignored; remove it "
-                              "(2.x uses <Connection> and <SessionCache> blocks)");
+                      startsWith(k, "session_"))) {
+            oldKeys_.push_back(&o);
+            return false;
+        }
         if (k == "connections" || k == "virtual_hosts")
             throw ConfigError(o.where() + ": key '" + k +
                               "' belongs to the native format; a mtpolicyd 2.x file has <Connection NAME> and "
                               "<VirtualHost PORT> blocks");
+        return true;
+    }
+
+    // One warning for all the 1.x keys, at the first of them.
+    void warnOldKeys() {
+        if (oldKeys_.empty()) return;
+        std::string list;
+        for (const CgNode* o : oldKeys_) {
+            if (!list.empty()) list += ", ";
+            list += o->key;
+            if (o->file != oldKeys_[0]->file) list += " (" + o->where() + ")";
+        }
+        warn(oldKeys_[0]->where() + ": " + (oldKeys_.size() == 1 ? "key " : "keys ") + list + ": " +
+             (oldKeys_.size() == 1 ? "a mtpolicyd 1.x setting" : "mtpolicyd 1.x settings") +
+             ", ignored by mtpolicyd 2.x and by this implementation (2.x uses <Connection> and <SessionCache> "
+             "blocks); remove " + (oldKeys_.size() == 1 ? "it" : "them"));
     }
 
     static void noBlocksInside(const CgNode& b) {
@@ -802,14 +821,22 @@ private:
         const PluginSpec* spec = findPluginSpec(module->value);
         if (!spec) {
             bool perl = false;
-            for (const char* m : kPerlModules) perl = perl || module->value == m;
+            std::string otherCase;  // mtpolicyd's own POD has module = "action"; Perl failed on it too
+            for (const char* m : kPerlModules) {
+                perl = perl || module->value == m;
+                if (module->value != m && toLower(module->value) == toLower(m)) otherCase = m;
+            }
             std::string known;
             for (const auto& s : pluginSpecs()) known += (known.empty() ? "" : ", ") + s.module;
             throw ConfigError(module->where() + ": " + context + "key 'module': " +
                               (perl ? "the mtpolicyd 2.x module '" + module->value +
                                           "' is not implemented by this version"
                                     : "unknown plugin module '" + module->value + "'") +
-                              " (available: " + known + ")");
+                              " (" +
+                              (otherCase.empty() ? ""
+                                                 : "module names are case-sensitive: '" + otherCase + "'" +
+                                                       (findPluginSpec(otherCase) ? "" : ", not implemented yet") + "; ") +
+                              "available: " + known + ")");
         }
         ConfNode nested;
         nested.kind = ConfNode::Kind::List;
@@ -850,6 +877,7 @@ private:
 
     std::vector<std::string>* warnings_;
     std::map<std::string, std::string> dropped_;  // connection name -> module
+    std::vector<const CgNode*> oldKeys_;          // mtpolicyd 1.x keys, dropped
 };
 
 ConfNode readLegacy(LineReader& reader, const std::string& file, std::vector<std::string>* warnings) {

@@ -1,7 +1,9 @@
 // Accounting: counts messages per field value and time bucket in acct_<field> tables
 // (mtpolicyd's accounting how-to). Differences from the Perl original, all on purpose:
 // one atomic upsert per field (concurrent workers neither lose nor duplicate counts), 64-bit
-// counters in new tables, InnoDB by default, and a message counted once per instance.
+// counters in new tables, InnoDB by default, a message counted once per instance, and values
+// longer than the key column (255 bytes) stored under a shortened key (fitKey) instead of
+// failing the request on MariaDB.
 #include <cstdlib>
 #include <ctime>
 #include <vector>
@@ -77,30 +79,37 @@ public:
         long long size = attrNumber(r, "size");
         time_t now = time(nullptr);
         std::string timeKey = formatLocalTime(timePattern_, now);
-        std::vector<std::pair<Table*, const std::string*>> todo;
+        std::vector<std::pair<Table*, std::string>> todo;
         for (auto& t : tables_) {
-            const std::string* key = r.attr(t.field);
-            if (!key || trim(*key).empty()) {
+            const std::string* value = r.attr(t.field);
+            if (!value || trim(*value).empty()) {
                 log(r, t.field + " not defined in request, skipping");
                 continue;
             }
             if (s.get(t.doneKey)) continue;
             ensureTable(t);  // DDL before any transaction: MySQL commits on CREATE TABLE
-            todo.emplace_back(&t, key);
+            std::string key = accountingKey(*value);
+            if (key != *value) warnShortened(t.warnedLong, t.field, *value, kAccountingKeyBytes);
+            todo.emplace_back(&t, std::move(key));
         }
-        const std::string* instance = r.attr("instance");
-        if (!todo.empty() && dedup_ && instance && !instance->empty() && instance->size() <= kMaxInstance) {
+        const std::string* instanceAttr = r.attr("instance");
+        if (!todo.empty() && dedup_ && instanceAttr && !instanceAttr->empty()) {
+            // A longer instance (only a hostile client sends one) is recorded shortened, like a
+            // long key: still one row per instance, and the insert cannot fail on its length.
+            std::string instance = fitKey(*instanceAttr, kMaxInstance);
+            if (instance != *instanceAttr)
+                warnShortened(instanceWarned_, "instance", *instanceAttr, kMaxInstance);
             ensureInstanceTable();
             bool counted = true;
             db_->begin();
             try {
                 SqlResult res = db_->execute(
-                    instanceInsertSql_, {SqlParam::of(name_), SqlParam::of(*instance), SqlParam::of(static_cast<long long>(now))});
+                    instanceInsertSql_, {SqlParam::of(name_), SqlParam::of(instance), SqlParam::of(static_cast<long long>(now))});
                 if (res.affected == 0) {
                     counted = false;
                     db_->rollback();
                 } else {
-                    for (auto& [t, key] : todo) update(*t, *key, timeKey, rcpt, size, true);
+                    for (auto& [t, key] : todo) update(*t, key, timeKey, rcpt, size, true);
                     db_->commit();
                 }
             } catch (...) {
@@ -108,13 +117,13 @@ public:
                 throw;
             }
             if (!counted)
-                log(r, "accounting already done for this mail (instance " + *instance +
+                log(r, "accounting already done for this mail (instance " + instance +
                            " is in " + instanceTable_ + "), skipping");
             for (auto& item : todo) s.set(item.first->doneKey, "1");
             purgeInstances(now);
         } else {
             for (auto& [t, key] : todo) {
-                update(*t, *key, timeKey, rcpt, size, false);
+                update(*t, key, timeKey, rcpt, size, false);
                 s.set(t->doneKey, "1");
             }
         }
@@ -128,8 +137,25 @@ private:
         std::string doneKey;  // session flag: this table has counted the message
         bool ready = false;
         bool upsert = true;  // false: a Perl-made SQLite table whose duplicates forbid a unique index
+        bool warnedLong = false;  // a shortened value has been reported (once per worker)
         std::string upsertSql, updateSql, insertSql;
     };
+
+    // Reports (once per worker and field, `warned`) that a value longer than its column (or not
+    // valid UTF-8, which a utf8mb4 column refuses) is
+    // stored under a shortened key; names the plugin and the field, and shows at most the
+    // first 100 bytes of the value.
+    void warnShortened(bool& warned, const std::string& field, const std::string& value, size_t maxBytes) {
+        if (warned) return;
+        warned = true;
+        MTP_LOG(log::Warning,
+                "plugin %s: %s: a value of %zu bytes is %s, stored under a shortened key (its first "
+                "bytes, '~' and a hash of the whole value): \"%s...\" (not reported again by this process)",
+                name_.c_str(), field.c_str(), value.size(),
+                value.size() > maxBytes ? ("longer than its column (" + std::to_string(maxBytes) + " bytes)").c_str()
+                                        : "not valid UTF-8",
+                utf8Prefix(value, 100).c_str());
+    }
 
     void ensureTable(Table& t) {
         if (t.ready) return;
@@ -270,7 +296,8 @@ private:
     std::string engine_;
     std::string doneKey_;  // session flag: the message has been counted (mtpolicyd's <name>-acct)
     std::vector<Table> tables_;
-    static constexpr size_t kMaxInstance = 128;  // longer instances are not recorded
+    static constexpr size_t kMaxInstance = 128;  // bytes of `instance`; longer ones are shortened (fitKey)
+    bool instanceWarned_ = false;
     bool dedup_;
     std::string instanceTable_;
     long long retention_;

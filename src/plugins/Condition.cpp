@@ -1,14 +1,19 @@
 // Condition: tests a request attribute or session variable (equality, regex, numeric < and >,
 // OR'ed in that order, optionally inverted); on a match adds a score, then returns an action
 // or runs its nested chain. An undefined value never matches, inverted or not (mtpolicyd).
-#include <algorithm>
-#include <cctype>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <cstdint>
 #include <cstdlib>
-#include <regex>
+#include <memory>
+#include <new>
 #include <string>
 
 #include "mtpolicyd/plugins/Plugins.h"
+#include "mtpolicyd/core/VirtualHost.h"
 #include "mtpolicyd/util/Errors.h"
+#include "mtpolicyd/util/Log.h"
 #include "mtpolicyd/util/Strings.h"
 
 namespace mtp {
@@ -18,37 +23,88 @@ namespace {
 // Perl's numification: the leading numeric part, 0 when there is none.
 double numify(const std::string& s) { return std::strtod(s.c_str(), nullptr); }
 
-// Patterns std::regex (libstdc++) cannot be trusted to compile: its compiler recurses once per
-// term, so a very long pattern overflows the stack (about 100,000 characters at -O2, less under
-// the sanitizers), and it reads the number of a {n,m} repetition or a \N back-reference into
-// a long without checking for overflow (undefined behaviour from 19 digits). Both found by
-// tests/fuzz (fuzz_config). Returns an error text, or "".
+// re_match is a PCRE2 (Perl-compatible) regular expression, compiled for 8-bit code units
+// without UTF mode: a request value is matched as bytes, so a value with NUL bytes or invalid
+// UTF-8 is an ordinary subject ((*UTF) in a pattern is refused with PCRE2_NEVER_UTF).
+//
+// Matching is bounded: a pattern that backtracks catastrophically (^(a|b)*$, (a+)+$) on a
+// long value stops at a limit instead of overflowing the stack (std::regex, used before, recursed
+// once per character of the value and crashed the worker at ~16,000 characters). A limit hit
+// or any other matching error is "no match" with a warning. The limits cannot be raised from
+// within a pattern ((*LIMIT_MATCH=...) only lowers them).
+constexpr uint32_t kMatchLimit = 1000000;  // backtracking steps per match attempt
+constexpr uint32_t kDepthLimit = 10000;    // nested backtracking points (interpreter)
+constexpr uint32_t kHeapLimitKiB = 20000;  // interpreter backtracking memory (20 MB)
+constexpr size_t kJitStackStart = 32 * 1024;
+constexpr size_t kJitStackMax = 512 * 1024;
+// The longest pattern accepted: a config error beyond it (fuzz_config found 100,000-character
+// patterns that made libstdc++'s compiler overflow the stack; PCRE2 copes, but no sane
+// re_match is that long and the cap keeps the compiled pattern and its JIT code small).
 constexpr size_t kMaxRegexLength = 4096;
-constexpr size_t kMaxRegexNumberDigits = 6;
-std::string checkRegexLimits(const std::string& re) {
-    if (re.size() > kMaxRegexLength)
-        return "regular expression too long (" + std::to_string(re.size()) + " characters, at most " +
-               std::to_string(kMaxRegexLength) + ")";
-    auto digitsAt = [&](size_t i) {
-        size_t n = 0;
-        while (i + n < re.size() && std::isdigit(static_cast<unsigned char>(re[i + n]))) ++n;
-        return n;
-    };
-    for (size_t i = 0; i < re.size(); ++i) {
-        size_t n = 0;
-        if (re[i] == '\\') {  // \N back-reference
-            n = digitsAt(i + 1);
-            ++i;
-        } else if (re[i] == '{') {  // {n}, {n,} or {n,m}
-            n = digitsAt(i + 1);
-            if (i + 1 + n < re.size() && re[i + 1 + n] == ',') n = std::max(n, digitsAt(i + 2 + n));
-        }
-        if (n > kMaxRegexNumberDigits)
-            return "repetition count or back-reference number too large (more than " +
-                   std::to_string(kMaxRegexNumberDigits) + " digits)";
-    }
-    return "";
+// How much of a value a warning quotes.
+constexpr size_t kLogValueChars = 100;
+
+struct Pcre2CodeFree {
+    void operator()(pcre2_code* p) const { pcre2_code_free(p); }
+};
+struct Pcre2MatchDataFree {
+    void operator()(pcre2_match_data* p) const { pcre2_match_data_free(p); }
+};
+struct Pcre2MatchContextFree {
+    void operator()(pcre2_match_context* p) const { pcre2_match_context_free(p); }
+};
+struct Pcre2JitStackFree {
+    void operator()(pcre2_jit_stack* p) const { pcre2_jit_stack_free(p); }
+};
+
+std::string pcre2Message(int code) {
+    PCRE2_UCHAR buf[256];
+    int n = pcre2_get_error_message(code, buf, sizeof buf);
+    if (n < 0) return "PCRE2 error " + std::to_string(code);
+    return std::string(reinterpret_cast<const char*>(buf), static_cast<size_t>(n));
 }
+
+// A compiled re_match with its match data and limits. Not copyable (it owns the PCRE2
+// objects); used by one thread (a worker process runs one request at a time).
+class Regex {
+public:
+    // Compiles `re`; returns an error text ("" on success).
+    std::string compile(const std::string& re) {
+        if (re.size() > kMaxRegexLength)
+            return "regular expression too long (" + std::to_string(re.size()) + " characters, at most " +
+                   std::to_string(kMaxRegexLength) + ")";
+        int err = 0;
+        PCRE2_SIZE offset = 0;
+        code_.reset(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(re.data()), re.size(), PCRE2_NEVER_UTF, &err,
+                                  &offset, nullptr));
+        if (!code_)
+            return "invalid regular expression: " + pcre2Message(err) + " at offset " + std::to_string(offset);
+        matchData_.reset(pcre2_match_data_create(1, nullptr));  // only "matched or not" is used
+        context_.reset(pcre2_match_context_create(nullptr));
+        if (!matchData_ || !context_) throw std::bad_alloc();
+        pcre2_set_match_limit(context_.get(), kMatchLimit);
+        pcre2_set_depth_limit(context_.get(), kDepthLimit);
+        pcre2_set_heap_limit(context_.get(), kHeapLimitKiB);
+        // The JIT when this PCRE2 has one and it accepts the pattern; the interpreter otherwise.
+        if (pcre2_jit_compile(code_.get(), PCRE2_JIT_COMPLETE) == 0) {
+            jitStack_.reset(pcre2_jit_stack_create(kJitStackStart, kJitStackMax, nullptr));
+            if (jitStack_) pcre2_jit_stack_assign(context_.get(), nullptr, jitStack_.get());
+        }
+        return "";
+    }
+
+    // pcre2_match's result: >= 0 a match, PCRE2_ERROR_NOMATCH, or another (negative) error.
+    int search(const std::string& v) const {
+        return pcre2_match(code_.get(), reinterpret_cast<PCRE2_SPTR>(v.data()), v.size(), 0, 0, matchData_.get(),
+                           context_.get());
+    }
+
+private:
+    std::unique_ptr<pcre2_code, Pcre2CodeFree> code_;
+    std::unique_ptr<pcre2_match_data, Pcre2MatchDataFree> matchData_;
+    std::unique_ptr<pcre2_match_context, Pcre2MatchContextFree> context_;
+    std::unique_ptr<pcre2_jit_stack, Pcre2JitStackFree> jitStack_;
+};
 
 class Condition : public Plugin {
 public:
@@ -69,22 +125,16 @@ public:
         std::string err = Request::checkScopedKey(key_);
         if (!err.empty()) throw ConfigError(ctx.opts.whereOf("key") + ": plugin '" + name_ + "': key 'key': " + err);
         if (hasRe_) {
-            std::string limitErr = checkRegexLimits(ctx.opts.str("re_match"));
-            if (!limitErr.empty())
-                throw ConfigError(ctx.opts.whereOf("re_match") + ": plugin '" + name_ + "': key 're_match': " + limitErr);
-            try {
-                re_ = std::regex(ctx.opts.str("re_match"), std::regex::ECMAScript | std::regex::optimize);
-            } catch (const std::regex_error& e) {
-                throw ConfigError(ctx.opts.whereOf("re_match") + ": plugin '" + name_ +
-                                  "': key 're_match': invalid regular expression: " + e.what());
-            }
+            std::string reErr = re_.compile(ctx.opts.str("re_match"));
+            if (!reErr.empty())
+                throw ConfigError(ctx.opts.whereOf("re_match") + ": plugin '" + name_ + "': key 're_match': " + reErr);
         }
     }
 
     void run(Request& r) override {
         const std::string* value = r.lookup(key_);
         if (!value) return;
-        bool matched = matches(*value);
+        bool matched = matches(r, *value);
         if (invert_) matched = !matched;
         if (!matched) return;
         log(r, key_ + " matched " + *value);
@@ -97,11 +147,26 @@ public:
     }
 
 private:
-    bool matches(const std::string& v) const {
+    bool matches(const Request& r, const std::string& v) const {
         if (hasMatch_ && v == match_) return true;
-        if (hasRe_ && std::regex_search(v, re_)) return true;
+        if (hasRe_ && reMatches(r, v)) return true;
         if (hasLt_ && numify(v) < lt_) return true;
         if (hasGt_ && numify(v) > gt_) return true;
+        return false;
+    }
+
+    // A limit hit or another matching error is "no match", with a warning that quotes the
+    // start of the value (a value may be as long as max_line_length).
+    bool reMatches(const Request& r, const std::string& v) const {
+        int rc = re_.search(v);
+        if (rc >= 0) return true;
+        if (rc != PCRE2_ERROR_NOMATCH && log::enabled(log::Warning)) {
+            std::string quoted = log::escape(v.substr(0, kLogValueChars));
+            if (v.size() > kLogValueChars) quoted += "...";
+            MTP_LOG(log::Warning, "%s: %s: re_match on %s: %s (value of %zu bytes \"%s\"): treated as no match",
+                    r.vhost ? r.vhost->name.c_str() : "-", name_.c_str(), key_.c_str(), pcre2Message(rc).c_str(),
+                    v.size(), quoted.c_str());
+        }
         return false;
     }
 
@@ -109,7 +174,7 @@ private:
     bool hasMatch_;
     std::string match_;
     bool hasRe_;
-    std::regex re_;
+    Regex re_;
     bool hasLt_;
     double lt_;
     bool hasGt_;
@@ -130,7 +195,7 @@ PluginSpec conditionSpec() {
             {required("key", T::String,
                       "What to test: an attribute name, \"request:NAME\" or \"session:NAME\"."),
              optional("match", T::String, "Matches when the value equals this string."),
-             optional("re_match", T::String, "Matches when this regular expression (ECMAScript syntax) is found."),
+             optional("re_match", T::String, "Matches when this regular expression (PCRE2, Perl syntax) is found."),
              optional("lt_match", T::Number, "Matches when the value is numerically lower."),
              optional("gt_match", T::Number, "Matches when the value is numerically greater."),
              withDefault("invert", T::Boolean, "0", "Invert the result of the match."),

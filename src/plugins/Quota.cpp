@@ -1,7 +1,8 @@
 // Quota: reads the current bucket of an acct_<field> table (written by Accounting) and
 // returns its action when the chosen metric has reached the threshold (>=). A blank field
 // skips the check; a missing row or table counts as 0. Every option may be overridden per
-// request through uc_<option> (e.g. a per-client limit loaded by SqlUserConfig).
+// request through uc_<option> (e.g. a per-client limit loaded by SqlUserConfig). A value longer
+// than the key column is looked up under the same shortened key Accounting stores it under.
 #include <ctime>
 
 #include "AccountingTables.h"
@@ -44,15 +45,17 @@ public:
     void run(Request& r) override {
         if (!enabled_.get(r)) return;
         const std::string& field = field_.get(r);
-        const std::string* key = r.attr(field);
-        if (!key || trim(*key).empty()) {
+        const std::string* value = r.attr(field);
+        if (!value || trim(*value).empty()) {
             log(r, "field " + field + " is empty in request, skipping quota check");
             return;
         }
         const std::string& metric = metric_.get(r);
         if (!isAccountingMetric(metric))
             throw DbError("metric '" + metric + "' (from uc_metric) is not count, count_rcpt, size or size_rcpt");
-        double value = 0;
+        // The key Accounting counts this value under (a long value: shortened, see fitKey).
+        const std::string key = accountingKey(*value);
+        double counted = 0;
         try {
             // The statement text is built once for the configured field and metric; only a
             // uc_ override builds (and the driver prepares) another one.
@@ -62,15 +65,15 @@ public:
                 overridden = selectSql(accountingTable(prefix_, field), metric);  // checks uc_field
                 sql = &overridden;
             }
-            SqlResult res = db_->execute(*sql, {SqlParam::of(*key),
+            SqlResult res = db_->execute(*sql, {SqlParam::of(key),
                                                 SqlParam::of(formatLocalTime(timePattern_, time(nullptr)))});
-            if (!res.rows.empty() && !res.rows[0].empty() && res.rows[0][0]) parseNumber(*res.rows[0][0], value);
+            if (!res.rows.empty() && !res.rows[0].empty() && res.rows[0][0]) parseNumber(*res.rows[0][0], counted);
         } catch (const DbNoSuchTable&) {
-            value = 0;  // nothing counted yet
+            counted = 0;  // nothing counted yet
         }
         double threshold = threshold_.get(r);
-        if (value < threshold) return;
-        log(r, field + " " + *key + ": " + metric + " " + formatNumber(value) + " >= " + formatNumber(threshold));
+        if (counted < threshold) return;
+        log(r, field + " " + key + ": " + metric + " " + formatNumber(counted) + " >= " + formatNumber(threshold));
         if (!actionSet_ && nested_) {
             runNested(r);
             return;

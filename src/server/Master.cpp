@@ -8,6 +8,9 @@
 #include "mtpolicyd/server/Master.h"
 
 #include <signal.h>
+#ifdef HAVE_SYS_PRCTL_H
+#include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -130,6 +133,12 @@ private:
     unsigned generation_ = 1;
     int failures_ = 0;
     time_t nextSpawn_ = 0;
+    // Spare workers are stopped as Net::Server::PreFork does: not within kSpareCalmS seconds
+    // of a worker being started or stopped, so that a load that makes workers busy and idle in
+    // quick turns does not fork and stop workers all the time (each new worker opens its own
+    // database connection).
+    static constexpr time_t kSpareCalmS = 10;
+    time_t lastStart_ = 0, lastSpareStop_ = 0;
     bool stopping_ = false;
 };
 
@@ -139,6 +148,8 @@ void Master::spawn() {
         MTP_LOG(log::Err, "scoreboard full: cannot start another worker");
         return;
     }
+    const pid_t master = getpid();
+    lastStart_ = time(nullptr);
     pid_t pid = fork();
     if (pid < 0) {
         MTP_LOG(log::Err, "fork failed: %s", std::strerror(errno));
@@ -146,6 +157,18 @@ void Master::spawn() {
         return;
     }
     if (pid == 0) {
+#if defined(__linux__) && defined(HAVE_SYS_PRCTL_H)
+        // A worker must not outlive a master that was killed (SIGKILL, OOM killer): it would
+        // keep serving the listening sockets that a restarted master cannot bind. The kernel
+        // sends SIGTERM (a hard drain, as on shutdown) when the master dies. Privileges were
+        // dropped before the fork and are not changed again, which would clear the setting.
+        // Signals are still blocked here; runWorker() unblocks them, and a SIGTERM that came
+        // before libevent's handler is installed ends the worker at once.
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != master) _exit(0);  // the master died before prctl()
+#else
+        (void)master;
+#endif
         board_.slot(slot).pid.store(getpid());
         int rc = runWorker(*cfg_, listeners_, board_, board_.slot(slot));
 #ifdef MTP_WORKER_LEAK_CHECK
@@ -200,7 +223,6 @@ void Master::retire(pid_t pid, Child& c) {
 void Master::manage() {
     time_t now = time(nullptr);
     int total = 0, idle = 0;
-    pid_t idlePid = 0;
     for (auto& kv : children_) {
         Child& c = kv.second;
         if (c.retiring) {
@@ -212,12 +234,7 @@ void Master::manage() {
         if (st == WorkerState::Draining) continue;  // leaving after max_requests
         if (failures_ > 0 && now - c.started >= 10) failures_ = 0;  // workers survive again
         ++total;
-        if (st == WorkerState::Idle || st == WorkerState::Starting) {
-            ++idle;
-            // Only a worker without connections is stopped for being spare: closing a
-            // kept-alive connection costs Postfix a retry delay on its next request.
-            if (board_.slot(c.slot).open.load(std::memory_order_relaxed) == 0) idlePid = kv.first;
-        }
+        if (st == WorkerState::Idle || st == WorkerState::Starting) ++idle;
     }
     if (stopping_) return;
     int need = std::max(cfg_->minServers - total, cfg_->minSpareServers - idle);
@@ -229,10 +246,24 @@ void Master::manage() {
         } else {
             for (int i = 0; i < need; ++i) spawn();
         }
-    } else if (idle > cfg_->maxSpareServers && total > cfg_->minServers && idlePid) {
-        MTP_LOG(log::Info, "%d idle workers (max_spare_servers %d): stopping worker %d", idle,
-                cfg_->maxSpareServers, static_cast<int>(idlePid));
-        retire(idlePid, children_[idlePid]);
+    } else if (idle > cfg_->maxSpareServers && total > cfg_->minServers && now - lastStart_ > kSpareCalmS &&
+               now - lastSpareStop_ > kSpareCalmS) {
+        // Only workers without connections are stopped for being spare: closing a kept-alive
+        // connection costs Postfix a retry delay on its next request.
+        int n = std::min(idle - cfg_->maxSpareServers, total - cfg_->minServers);
+        for (auto& kv : children_) {
+            if (n <= 0) break;
+            Child& c = kv.second;
+            const ScoreSlot& s = board_.slot(c.slot);
+            if (c.retiring || (s.get() != WorkerState::Idle && s.get() != WorkerState::Starting) ||
+                s.open.load(std::memory_order_relaxed) != 0)
+                continue;
+            MTP_LOG(log::Info, "%d idle workers (max_spare_servers %d): stopping worker %d", idle,
+                    cfg_->maxSpareServers, static_cast<int>(kv.first));
+            retire(kv.first, c);
+            lastSpareStop_ = now;
+            --n;
+        }
     }
 }
 
@@ -256,6 +287,8 @@ void Master::reload() {
     } catch (const std::exception& e) {
         MTP_LOG(log::Err, "reload: cannot set up logging: %s", e.what());
     }
+    // As at start-up (main.cpp): what the new file has that is accepted but unused.
+    for (const auto& w : next->warnings()) MTP_LOG(log::Warning, "%s", w.c_str());
     cfg_ = std::move(next);
     ++generation_;
     failures_ = 0;

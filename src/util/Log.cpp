@@ -1,15 +1,19 @@
 // Logging backend. One global destination per process; workers inherit it across fork.
 // File lines carry a timestamp, ident and pid (mtpolicyd wrote none; see mtpolicyd(8)).
+// On a standard error that is systemd's journal stream, lines start with the syslog priority
+// ("<3>", as sd-daemon(3)'s SD_ERR), which journald takes as the message's priority.
 #include "mtpolicyd/util/Log.h"
 
 #include <fcntl.h>
 #include <syslog.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 
@@ -27,6 +31,7 @@ Dest g_dest = Dest::Stderr;
 std::string g_ident = "mtpolicyd";
 std::string g_path;
 int g_fd = 2;
+int g_journal = -1;  // whether fd 2 is the journal stream: -1 not yet checked, 0 no, 1 yes
 
 const int kPriority[] = {LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG};
 
@@ -41,6 +46,19 @@ const Facility kFacilities[] = {
     {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},     {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},
     {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},     {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
 };
+
+// systemd.exec(5): JOURNAL_STREAM is "device:inode" of the stream it connected standard
+// output and error to; it is inherited, so it counts only when fd 2 is still that stream.
+bool stderrIsJournal() {
+    const char* env = std::getenv("JOURNAL_STREAM");
+    if (!env || !*env) return false;
+    unsigned long long dev = 0, ino = 0;
+    char rest;
+    if (std::sscanf(env, "%llu:%llu%c", &dev, &ino, &rest) != 2) return false;
+    struct stat st;
+    if (::fstat(2, &st) != 0) return false;
+    return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
+}
 
 void closeFile() {
     if (g_dest == Dest::File && g_fd > 2) ::close(g_fd);
@@ -67,6 +85,7 @@ void toStderr(const std::string& ident) {
     g_ident = ident;
     g_dest = Dest::Stderr;
     g_fd = 2;
+    g_journal = stderrIsJournal() ? 1 : 0;
 }
 
 void toSyslog(const std::string& ident, const std::string& facility) {
@@ -133,6 +152,10 @@ void write(int lvl, const char* fmt, ...) {
         return;
     }
     static const char* kNames[] = {"error", "warning", "notice", "info", "debug"};
+    int prio = kPriority[lvl < 0 ? 0 : (lvl > 4 ? 4 : lvl)];
+    if (g_dest == Dest::Stderr && g_journal < 0) g_journal = stderrIsJournal() ? 1 : 0;
+    char prefix[8] = "";
+    if (g_dest == Dest::Stderr && g_journal == 1) std::snprintf(prefix, sizeof prefix, "<%d>", prio);
     char head[128];
     struct timeval tv;
     gettimeofday(&tv, nullptr);
@@ -140,7 +163,7 @@ void write(int lvl, const char* fmt, ...) {
     localtime_r(&tv.tv_sec, &tm);
     char ts[32];
     std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(head, sizeof head, "%s.%03ld %s[%d]: %s: ", ts, static_cast<long>(tv.tv_usec / 1000),
+    std::snprintf(head, sizeof head, "%s%s.%03ld %s[%d]: %s: ", prefix, ts, static_cast<long>(tv.tv_usec / 1000),
                   g_ident.c_str(), static_cast<int>(getpid()), kNames[lvl < 0 ? 0 : (lvl > 4 ? 4 : lvl)]);
     std::string line = head + text + "\n";
     // One write() per line so lines of concurrent workers never interleave.

@@ -61,8 +61,8 @@ if ! "$CXX" -fsanitize=fuzzer,address,undefined "$probe/probe.cpp" -o "$probe/pr
     exit 2
 fi
 declare -A pkgdeb=([libconfig++]=libconfig++-dev [libcjson]=libcjson-dev [sqlite3]=libsqlite3-dev
-                   [libmariadb]=libmariadb-dev)
-for p in libconfig++ libcjson sqlite3; do
+                   [libmariadb]=libmariadb-dev [libpcre2-8]=libpcre2-dev)
+for p in libconfig++ libcjson sqlite3 libpcre2-8; do
     pkg-config --exists "$p" || missing="$missing ${pkgdeb[$p]}"
 done
 MYSQL_PC=libmariadb
@@ -73,8 +73,8 @@ if [ -n "$missing" ]; then
     echo "fuzz: 0 passed, 0 failed"
     exit 2
 fi
-PC_CFLAGS=$(pkg-config --cflags libconfig++ libcjson sqlite3 $MYSQL_PC)
-PC_LIBS=$(pkg-config --libs libconfig++ libcjson sqlite3 $MYSQL_PC)
+PC_CFLAGS=$(pkg-config --cflags libconfig++ libcjson sqlite3 libpcre2-8 $MYSQL_PC)
+PC_LIBS=$(pkg-config --libs libconfig++ libcjson sqlite3 libpcre2-8 $MYSQL_PC)
 
 # --- build ---------------------------------------------------------------------------------
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"

@@ -29,6 +29,7 @@
 
 #include "DaemonFixture.h"
 #include "MariaDbFixture.h"
+#include "mtpolicyd/util/Strings.h"
 
 using itest::Clock;
 using itest::Conn;
@@ -232,6 +233,7 @@ class TestAccountingMysql : public CppUnit::TestFixture {
     CPPUNIT_TEST(testConcurrentWorkersCountExactly);
     CPPUNIT_TEST(testOutageNoAnswerAndResend);
     CPPUNIT_TEST(testOutageOnErrorContinue);
+    CPPUNIT_TEST(testLongSenderAndInstance);
     CPPUNIT_TEST_SUITE_END();
 
   public:
@@ -521,6 +523,112 @@ virtual_hosts = (
     // The same outage with on_error = "continue": every request is answered (dunno), mail
     // passes uncounted while the server is away, and counting resumes when it is back.
     void testOutageOnErrorContinue() { outage(true); }
+
+    // Values longer than their columns on MariaDB in its default strict mode, which refuses a
+    // too long value ("Data too long"; VARCHAR(255) of utf8mb4 holds 255 characters) and a
+    // split UTF-8 sequence ("Incorrect string value"): a 300-character sender, 150-byte
+    // instances (VARCHAR(128)) and a 301-byte UTF-8 sender. Every message is answered (not the
+    // on_error outcome, no reply), SqlUserConfig's lookup of the long value finds no row
+    // without an error, Accounting counts each sender under its shortened key, Quota reads
+    // that row, and a message resent to another connection is counted once.
+    void testLongSenderAndInstance() {
+        db_->rootExec("DROP TABLE IF EXISTS acct_sender");
+        db_->rootExec("DELETE FROM acct_instances WHERE plugin = 'AcctLong'");
+        CPPUNIT_ASSERT_EQUAL(std::string("1"),
+                             db_->rootQuery("SELECT FIND_IN_SET('STRICT_TRANS_TABLES', @@GLOBAL.sql_mode) > 0")
+                                 .at(0)
+                                 .at(0));
+        start(baseGlobals(2, 2, 2, 1, 2) + connection() + R"(
+virtual_hosts = (
+  { name = "accounting"; port = "@PORT1@";
+    plugins = (
+      { name = "SenderConfig"; module = "SqlUserConfig"; field = "sender"; },
+      { name = "QuotaSender"; module = "Quota"; field = "sender"; metric = "count";
+        threshold = 2; action = "defer sender quota"; },
+      { name = "AcctLong"; module = "Accounting"; fields = "client_address, sender"; }
+    ); }
+);
+)");
+        std::string ascii = "long-";
+        while (ascii.size() < 300 - 12) ascii += static_cast<char>('a' + ascii.size() % 26);
+        ascii += "@example.org";
+        CPPUNIT_ASSERT_EQUAL(size_t(300), ascii.size());
+        // "u" and then U+00E9 (2 bytes) at odd offsets: bytes 199-200 are one character, so
+        // the 200-byte prefix must stop at 199 or MariaDB refuses the key.
+        std::string utf8 = "u";
+        while (utf8.size() < 300 - 12) utf8 += "\xc3\xa9";
+        utf8 += "@example.org";
+        CPPUNIT_ASSERT_EQUAL(size_t(301), utf8.size());
+        const std::string client = "198.51.100.7";
+        auto send = [&](Conn& c, const std::string& sender, const std::string& instance) {
+            std::string req = itest::makeRequest({{"protocol_state", "END-OF-MESSAGE"},
+                                                  {"protocol_name", "ESMTP"},
+                                                  {"sender", sender},
+                                                  {"recipient", ""},
+                                                  {"recipient_count", "1"},
+                                                  {"client_address", client},
+                                                  {"instance", instance},
+                                                  {"size", "1000"}});
+            std::string reply;
+            Conn::Status st = c.request(req, reply, 5000);
+            CPPUNIT_ASSERT_MESSAGE(sender.substr(0, 5) + " " + instance.substr(140) + ": " + itest::statusName(st) +
+                                       ", reply '" + reply + "'\n" + d_->logTail(),
+                                   st == Conn::Status::Ok);
+            return itest::actionOf(reply);
+        };
+        auto inst = [](int n) { return std::string(140, 'L') + std::to_string(1000000000 + n); };
+        Conn c = d_->connect();
+        CPPUNIT_ASSERT_MESSAGE("connect", c.isOpen());
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), send(c, ascii, inst(1)));
+        {
+            Conn again = d_->connect();  // resent on another connection, maybe another worker
+            CPPUNIT_ASSERT_MESSAGE("connect", again.isOpen());
+            CPPUNIT_ASSERT_EQUAL(std::string("dunno"), send(again, ascii, inst(1)));
+        }
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), send(c, ascii, inst(2)));
+        CPPUNIT_ASSERT_EQUAL(std::string("defer sender quota"), send(c, ascii, inst(3)));
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), send(c, utf8, inst(4)));
+
+        auto hexOf = [](const std::string& v) {
+            std::string hex;
+            for (unsigned char ch : v) {
+                char b[3];
+                std::snprintf(b, sizeof b, "%02X", ch);
+                hex += b;
+            }
+            return hex;
+        };
+        auto rows = db_->rootQuery("SELECT HEX(`key`), LENGTH(`key`), `count`, `time` FROM acct_sender ORDER BY `key`");
+        CPPUNIT_ASSERT_EQUAL_MESSAGE("rows in acct_sender", size_t(2), rows.size());
+        CPPUNIT_ASSERT_EQUAL(hexOf(mtp::fitKey(ascii, 255)), rows[0].at(0));
+        CPPUNIT_ASSERT_EQUAL(hexOf(ascii.substr(0, 200) + "~"), rows[0].at(0).substr(0, 402));
+        CPPUNIT_ASSERT_EQUAL(std::string("233"), rows[0].at(1));
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), rows[0].at(2));
+        CPPUNIT_ASSERT_EQUAL(monthNow(), rows[0].at(3));
+        CPPUNIT_ASSERT_EQUAL(hexOf(mtp::fitKey(utf8, 255)), rows[1].at(0));
+        CPPUNIT_ASSERT_EQUAL(hexOf(utf8.substr(0, 199) + "~"), rows[1].at(0).substr(0, 400));
+        CPPUNIT_ASSERT_EQUAL(std::string("232"), rows[1].at(1));
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), rows[1].at(2));
+        CPPUNIT_ASSERT_EQUAL(std::string("3"), counterRow(client).at(0));
+        auto ins = db_->rootQuery(
+            "SELECT COUNT(*), MAX(LENGTH(instance)) FROM acct_instances WHERE plugin = 'AcctLong'");
+        CPPUNIT_ASSERT_EQUAL(std::string("3"), ins.at(0).at(0));
+        CPPUNIT_ASSERT_EQUAL(std::string("128"), ins.at(0).at(1));
+        // A sender that is not UTF-8 (ISO-8859-1 "j\xf6rg"): a utf8mb4 column would refuse it
+        // ("Incorrect string value"); it is counted under its valid prefix, "~" and a hash.
+        const std::string latin1 = "j\xf6rg@example.org";
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), send(c, latin1, inst(5)));
+        auto bad = db_->rootQuery("SELECT `count` FROM acct_sender WHERE HEX(`key`) = '" +
+                                  hexOf(mtp::fitKey(latin1, 255)) + "'");
+        CPPUNIT_ASSERT_EQUAL_MESSAGE("row of the ISO-8859-1 sender", size_t(1), bad.size());
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), bad.at(0).at(0));
+        std::string log = d_->log();
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), !contains(log, "error while processing"));
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), !contains(log, "Data too long"));
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), !contains(log, "Incorrect string value"));
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), contains(log, "plugin AcctLong: sender: a value of 30"));
+        CPPUNIT_ASSERT_MESSAGE(d_->logTail(), contains(log, "plugin AcctLong: instance: a value of 150 bytes"));
+    }
 
   private:
     // Globals: log and pid file, the log level, fixed worker counts, generous timeouts.

@@ -1,8 +1,9 @@
 // Integration tests: start the real mtpolicyd (master + pre-forked workers) from a private
 // config in a temp dir and drive it over loopback TCP and a unix socket: keep-alive, virtual
 // hosts, policy_context, malformed input, many idle connections, worker respawn, SIGHUP
-// reload (broken and valid), SIGTERM, max_keepalive, timeouts, -t/--dump-config and
-// policyd-client. Every test starts its own daemon; tearDown always stops it.
+// reload (broken, valid, and its warnings), workers ending with a killed master, SIGTERM,
+// max_keepalive, timeouts, -t/--dump-config and policyd-client. Every test starts its own
+// daemon; tearDown always stops it.
 #include <cppunit/extensions/HelperMacros.h>
 #include <signal.h>
 #include <poll.h>
@@ -128,6 +129,8 @@ class TestDaemon : public CppUnit::TestFixture {
     CPPUNIT_TEST(testReloadSyntaxError);
     CPPUNIT_TEST(testReloadUnknownKey);
     CPPUNIT_TEST(testReloadValid);
+    CPPUNIT_TEST(testReloadLogsWarnings);
+    CPPUNIT_TEST(testWorkersDieWithMaster);
     CPPUNIT_TEST(testSigterm);
     CPPUNIT_TEST(testMaxKeepalive);
     CPPUNIT_TEST(testMaxRequestsKeepsConnections);
@@ -135,6 +138,7 @@ class TestDaemon : public CppUnit::TestFixture {
     CPPUNIT_TEST(testRequestTimeout);
     CPPUNIT_TEST(testKeepaliveTimeout);
     CPPUNIT_TEST(testWorkerCountAndPidFile);
+    CPPUNIT_TEST(testSpareWorkersNotChurned);
     CPPUNIT_TEST(testCheckAndDumpConfig);
     CPPUNIT_TEST(testPolicydClientKeepalive);
     CPPUNIT_TEST_SUITE_END();
@@ -606,6 +610,93 @@ keepalive_timeout = 60;
         CPPUNIT_ASSERT(d_->waitWorkers(2, 3000));
     }
 
+    // 8b. A reload logs the new configuration's warnings (accepted but unused settings of a
+    //     legacy file) at warning level, as the start does.
+    void testReloadLogsWarnings() {
+        start(actionConfig("reject old chain"));
+        d_->writeConfig(R"(# mtpolicyd 2.x format
+log_file = "@LOG@"
+pid_file = "@PID@"
+log_level = 3
+port = "127.0.0.1:@PORT1@"
+min_servers = 2
+min_spare_servers = 1
+max_spare_servers = 2
+max_servers = 2
+<SessionCache>
+  module = "Memcached"
+  expire = "300"
+</SessionCache>
+<VirtualHost @PORT1@>
+  name = "main"
+  <Plugin act>
+    module = "Action"
+    action = "reject new chain"
+  </Plugin>
+</VirtualHost>
+)");
+        size_t logFrom = d_->logSize();
+        CPPUNIT_ASSERT(d_->signal(SIGHUP));
+        CPPUNIT_ASSERT_MESSAGE("log: " + d_->logTail(),
+                               d_->waitLog("configuration reloaded", 3000, logFrom));
+        std::string log = d_->log().substr(logFrom);
+        size_t at = log.find("<SessionCache> (module Memcached)");
+        CPPUNIT_ASSERT_MESSAGE("no SessionCache warning after the reload:\n" + log, at != std::string::npos);
+        size_t lineStart = log.rfind('\n', at);
+        std::string line = log.substr(lineStart == std::string::npos ? 0 : lineStart + 1,
+                                      log.find('\n', at) - (lineStart == std::string::npos ? 0 : lineStart + 1));
+        CPPUNIT_ASSERT_MESSAGE("not at warning level: " + line, line.find(" warning: ") != std::string::npos);
+        CPPUNIT_ASSERT_EQUAL(size_t(1), itest::countOf(log, "<SessionCache> (module Memcached)"));
+        CPPUNIT_ASSERT_MESSAGE("the reloaded legacy chain is not served:\n" + d_->logTail(), itest::waitFor(
+            [&] {
+                Conn c = d_->connect();
+                std::string reply;
+                return c.isOpen() && c.request(itest::makeRequest(), reply, 2000) == Conn::Status::Ok &&
+                       itest::actionOf(reply) == "reject new chain";
+            },
+            5000));
+    }
+
+    // 8c. Workers do not outlive a master killed with SIGKILL (PR_SET_PDEATHSIG): each gets
+    //     SIGTERM from the kernel and, idle, exits at once.
+    void testWorkersDieWithMaster() {
+        start(actionConfig("reject alive"));
+        CPPUNIT_ASSERT_MESSAGE("workers: " + pidList(d_->workers()), d_->waitWorkers(2, 3000));
+        CPPUNIT_ASSERT_EQUAL(std::string("reject alive"), askNew(itest::makeRequest()));
+        std::vector<pid_t> workers = d_->workers();
+        const pid_t pgrp = d_->pid();
+        // Whatever is left is killed here (by pid, and only while it is still in the daemon's
+        // process group), also when an assertion fails; the fixture's stop() does the same.
+        struct Reaper {
+            const std::vector<pid_t>& pids;
+            pid_t pgrp;
+            ~Reaper() {
+                for (pid_t p : pids) {
+                    itest::ProcStat st;
+                    if (itest::readProcStat(p, st) && st.pgrp == pgrp && st.state != 'Z') ::kill(p, SIGKILL);
+                }
+            }
+        } reaper{workers, pgrp};
+
+        CPPUNIT_ASSERT(d_->signal(SIGKILL));
+        CPPUNIT_ASSERT(d_->waitExit(2000));
+        auto t0 = Clock::now();
+        bool gone = itest::waitFor(
+            [&] {
+                for (pid_t p : workers)
+                    if (itest::processAlive(p)) return false;
+                return true;
+            },
+            2000);
+        std::vector<pid_t> left;
+        for (pid_t p : workers)
+            if (itest::processAlive(p)) left.push_back(p);
+        CPPUNIT_ASSERT_MESSAGE("workers still running " + std::to_string(itest::elapsedMs(t0)) +
+                                   " ms after the master was killed: " + pidList(left) + "\n" + d_->logTail(),
+                               gone);
+        CPPUNIT_ASSERT_MESSAGE("processes left: " + pidList(d_->allProcesses()), d_->allProcesses().empty());
+    }
+
     // 9. SIGTERM: master and workers exit, the pid file and the unix socket are removed.
     void testSigterm() {
         start(kGlobals + R"(
@@ -793,6 +884,48 @@ virtual_hosts = (
             std::this_thread::sleep_for(std::chrono::milliseconds(400));
         }
         CPPUNIT_ASSERT_EQUAL(std::string("reject idle"), ask(active, itest::makeRequest()));
+    }
+
+    // 12a. Spare workers are stopped as Net::Server::PreFork stops them: not within 10 s of a
+    //      worker being started. A load that keeps workers busy and idle in quick turns would
+    //      otherwise make the master fork and stop workers all the time, each new one opening
+    //      its own database connection. The chain is made slow (~0.3 s) by an SQLite query.
+    void testSpareWorkersNotChurned() {
+        start(kGlobals + R"(
+port = [ "127.0.0.1:@PORT1@" ];
+min_servers = 1; min_spare_servers = 1; max_spare_servers = 1; max_servers = 3;
+connections = { db = { module = "Sql"; dsn = "dbi:SQLite:dbname=@DIR@/slow.sqlite"; }; };
+virtual_hosts = (
+  { name = "main"; port = "@PORT1@";
+    plugins = (
+      { name = "slow"; module = "SqlUserConfig"; field = "client_address";
+        sql_query = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) SELECT '{}' FROM c WHERE x = 1000000 AND ? IS NOT NULL"; },
+      { name = "act"; module = "Action"; action = "dunno"; }
+    ); }
+);
+)");
+        CPPUNIT_ASSERT_MESSAGE("workers: " + pidList(d_->workers()), d_->waitWorkers(1, 3000));
+        // The only worker is busy: the master starts a spare one (min_spare_servers 1).
+        Conn c = mustConnect();
+        auto until = Clock::now() + std::chrono::seconds(8);
+        // (A new instance each time: SqlUserConfig loads once per message.)
+        for (int n = 0; Clock::now() < until && d_->workers().size() < 2; ++n)
+            CPPUNIT_ASSERT_EQUAL(std::string("dunno"),
+                                 ask(c, itest::makeRequest({{"client_address", "192.0.2.1"},
+                                                          {"instance", "spare." + std::to_string(n)}})));
+        CPPUNIT_ASSERT_MESSAGE("no spare worker started under load: " + pidList(d_->workers()) + "\n" +
+                                   d_->logTail(),
+                               d_->workers().size() == 2);
+        // Both are idle now, one more than max_spare_servers, but the new one was just started:
+        // the count stays at 2 for the next 5 s ...
+        bool churned = itest::waitFor([&] { return d_->workers().size() != 2; }, 5000, 50);
+        CPPUNIT_ASSERT_MESSAGE("a spare worker was stopped within 5 s of its start: " + pidList(d_->workers()),
+                               !churned);
+        // ... and the surplus worker is stopped once 10 s have passed.
+        CPPUNIT_ASSERT_MESSAGE("the spare worker was not stopped: " + pidList(d_->workers()) + "\n" +
+                                   d_->logTail(),
+                               itest::waitFor([&] { return d_->workers().size() == 1; }, 9000));
+        CPPUNIT_ASSERT_EQUAL(std::string("dunno"), ask(c, itest::makeRequest({{"instance", "spare.last"}})));
     }
 
     // 12. min_servers = 3 runs 3 workers; the pid file holds the master's pid.

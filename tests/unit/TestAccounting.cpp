@@ -6,8 +6,12 @@
 #include <cppunit/extensions/HelperMacros.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,6 +22,7 @@
 #include "mtpolicyd/sql/SqlConnection.h"
 #include "mtpolicyd/util/Errors.h"
 #include "mtpolicyd/util/Log.h"
+#include "mtpolicyd/util/Strings.h"
 
 using mtp::ChainResult;
 using mtp::Config;
@@ -238,6 +243,13 @@ class TestAccounting : public CppUnit::TestFixture {
     CPPUNIT_TEST(testQuotaInvalidUcMetricFailsRequest);
     CPPUNIT_TEST(testQuotaConfigErrors);
     CPPUNIT_TEST(testQuotaBeforeAccounting);
+    // Values longer than the key column
+    CPPUNIT_TEST(testFitKey);
+    CPPUNIT_TEST(testLongSenderCounted);
+    CPPUNIT_TEST(testLongSendersDifferingLate);
+    CPPUNIT_TEST(testLongSenderWarnsOnce);
+    CPPUNIT_TEST(testQuotaLongSender);
+    CPPUNIT_TEST(testLongInstanceDeduped);
     // SqlUserConfig
     CPPUNIT_TEST(testUserConfigString);
     CPPUNIT_TEST(testUserConfigValueTypes);
@@ -872,6 +884,196 @@ class TestAccounting : public CppUnit::TestFixture {
                              action(env.send({{"client_address", "192.168.0.2"}})));
         CPPUNIT_ASSERT_EQUAL(std::string("1"),
                              env.total("acct_client_address", "192.168.0.2", "count"));
+    }
+
+    // --- Values longer than the key column ------------------------------------------------
+
+    void testFitKey() {
+        using mtp::fitKey;
+        // Up to the limit: unchanged (rows written by the Perl mtpolicyd stay valid).
+        CPPUNIT_ASSERT_EQUAL(std::string(""), fitKey("", 255));
+        CPPUNIT_ASSERT_EQUAL(std::string("alice@example.com"), fitKey("alice@example.com", 255));
+        const std::string max(255, 'a');
+        CPPUNIT_ASSERT_EQUAL(max, fitKey(max, 255));
+        const std::string utf8Max = std::string(253, 'a') + "\xc3\xa9";  // 255 bytes, ends in U+00E9
+        CPPUNIT_ASSERT_EQUAL(utf8Max, fitKey(utf8Max, 255));
+        // One byte more: the first 200 bytes, "~", 32 hex digits of a hash of the whole value.
+        std::string v(256, 'b');
+        std::string k = fitKey(v, 255);
+        CPPUNIT_ASSERT_EQUAL(size_t(233), k.size());
+        CPPUNIT_ASSERT_EQUAL(v.substr(0, 200), k.substr(0, 200));
+        CPPUNIT_ASSERT_EQUAL('~', k[200]);
+        CPPUNIT_ASSERT_EQUAL(std::string::npos, k.find_first_not_of("0123456789abcdef", 201));
+        CPPUNIT_ASSERT_EQUAL(mtp::fnv1a128Hex(v), k.substr(201));
+        // Deterministic (the same in every worker and after a restart: fixed test vectors of
+        // 128-bit FNV-1a), and the hash covers the whole value.
+        CPPUNIT_ASSERT_EQUAL(std::string("6c62272e07bb014262b821756295c58d"), mtp::fnv1a128Hex(""));
+        CPPUNIT_ASSERT_EQUAL(std::string("d228cb696f1a8caf78912b704e4a8964"), mtp::fnv1a128Hex("a"));
+        CPPUNIT_ASSERT_EQUAL(std::string("343e1662793c64bf6f0d3597ba446f18"), mtp::fnv1a128Hex("foobar"));
+        std::string bytes;
+        for (int i = 0; i < 1024; ++i) bytes += static_cast<char>(i & 0xff);
+        CPPUNIT_ASSERT_EQUAL(std::string("a14176b4fa8be677563f36da8584718d"), mtp::fnv1a128Hex(bytes));
+        CPPUNIT_ASSERT_EQUAL(k, fitKey(std::string(256, 'b'), 255));
+        std::string w = v;
+        w[255] = 'c';
+        CPPUNIT_ASSERT(fitKey(w, 255) != k);
+        CPPUNIT_ASSERT_EQUAL(k.substr(0, 201), fitKey(w, 255).substr(0, 201));
+        // A UTF-8 sequence across byte 200 is left out as a whole: U+00E9 at bytes 199-200 ...
+        std::string two = std::string(199, 'a') + "\xc3\xa9" + std::string(100, 'z');
+        CPPUNIT_ASSERT_EQUAL(std::string(199, 'a') + "~" + mtp::fnv1a128Hex(two), fitKey(two, 255));
+        // ... U+1F600 at bytes 198-201 ...
+        std::string four = std::string(198, 'a') + "\xf0\x9f\x98\x80" + std::string(100, 'z');
+        CPPUNIT_ASSERT_EQUAL(std::string(198, 'a') + "~" + mtp::fnv1a128Hex(four), fitKey(four, 255));
+        // ... and a sequence that ends at byte 200 is kept.
+        std::string ends = std::string(198, 'a') + "\xc3\xa9" + std::string(100, 'z');
+        CPPUNIT_ASSERT_EQUAL(ends.substr(0, 200), fitKey(ends, 255).substr(0, 200));
+        CPPUNIT_ASSERT_EQUAL('~', fitKey(ends, 255)[200]);
+        // Invalid UTF-8 is never stored as it is (a utf8mb4 column refuses it: "Incorrect string
+        // value", the message deferred on every retry): the prefix ends before the first invalid
+        // byte, even in a short value.
+        std::string junk(300, '\x80');
+        CPPUNIT_ASSERT_EQUAL("~" + mtp::fnv1a128Hex(junk), fitKey(junk, 255));
+        std::string latin1 = "j\xf6rg@example.org";  // ISO-8859-1, not UTF-8
+        CPPUNIT_ASSERT_EQUAL("j~" + mtp::fnv1a128Hex(latin1), fitKey(latin1, 255));
+        CPPUNIT_ASSERT_EQUAL(std::string("j\xc3\xb6rg@example.org"), fitKey("j\xc3\xb6rg@example.org", 255));
+        for (const char* bad : {"a\xc0\xafb", "a\xed\xa0\x80b", "a\xf4\x90\x80\x80b", "a\xe2\x82", "a\xff"})
+            CPPUNIT_ASSERT_EQUAL("a~" + mtp::fnv1a128Hex(bad), fitKey(bad, 255));
+        CPPUNIT_ASSERT_EQUAL(std::string("\xf0\x9f\x98\x80"), fitKey("\xf0\x9f\x98\x80", 255));
+        // Another limit (the 128-byte instance column): 95 bytes, "~", the hash.
+        std::string inst(150, 'i');
+        CPPUNIT_ASSERT_EQUAL(std::string(95, 'i') + "~" + mtp::fnv1a128Hex(inst), fitKey(inst, 128));
+        CPPUNIT_ASSERT_EQUAL(std::string(128, 'i'), fitKey(std::string(128, 'i'), 128));
+    }
+
+    // A sender of `n` bytes: "<n>:" and then letters, so that senders of different lengths differ.
+    static std::string longSender(size_t n, char fill = 'x') {
+        std::string s = std::to_string(n) + ":";
+        while (s.size() + 12 < n) s += fill;
+        s += "@example.org";
+        CPPUNIT_ASSERT_EQUAL(n, s.size());
+        return s;
+    }
+
+    void testLongSenderCounted() {
+        Env env("{ name = \"AcctSender\"; module = \"Accounting\"; fields = \"sender\"; }");
+        const std::string t = "acct_sender";
+        for (size_t n : {size_t(300), size_t(10000)}) {
+            const std::string sender = longSender(n);
+            ChainResult r = env.send({{"sender", sender}, {"size", "100"}});
+            CPPUNIT_ASSERT_EQUAL(std::string("<none>"), action(r));
+            env.send({{"sender", sender}, {"size", "50"}, {"recipient_count", "2"}});
+            // One row, under a key of at most 255 bytes that starts with the value's first 200.
+            auto rows = env.select("SELECT `key`, `count`, `count_rcpt`, `size` FROM acct_sender WHERE `key` LIKE '" +
+                                   std::to_string(n) + ":%'");
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(std::to_string(n), size_t(1), rows.size());
+            const std::string key = *rows[0][0];
+            CPPUNIT_ASSERT_MESSAGE(std::to_string(key.size()), key.size() <= 255);
+            CPPUNIT_ASSERT_EQUAL(sender.substr(0, 200), key.substr(0, 200));
+            CPPUNIT_ASSERT_EQUAL(mtp::fitKey(sender, 255), key);
+            CPPUNIT_ASSERT_EQUAL(std::string("2"), *rows[0][1]);
+            CPPUNIT_ASSERT_EQUAL(std::string("3"), *rows[0][2]);
+            CPPUNIT_ASSERT_EQUAL(std::string("150"), *rows[0][3]);
+        }
+        // A value of exactly 255 bytes is stored as it is.
+        const std::string max = longSender(255);
+        env.send({{"sender", max}});
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), env.total(t, max, "count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("3"), env.cell("SELECT COUNT(*) FROM acct_sender"));
+        CPPUNIT_ASSERT_EQUAL(std::string("255"), env.cell("SELECT MAX(LENGTH(`key`)) FROM acct_sender"));
+    }
+
+    void testLongSendersDifferingLate() {
+        // Two senders with the same first 289 bytes: two rows (the hash is of the whole value).
+        Env env("{ name = \"AcctSender\"; module = \"Accounting\"; fields = \"sender\"; }");
+        std::string a = longSender(300), b = a;
+        b[289] = 'y';
+        env.send({{"sender", a}});
+        env.send({{"sender", a}});
+        env.send({{"sender", b}});
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), env.cell("SELECT COUNT(*) FROM acct_sender"));
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), env.total("acct_sender", mtp::fitKey(a, 255), "count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), env.total("acct_sender", mtp::fitKey(b, 255), "count"));
+    }
+
+    void testLongSenderWarnsOnce() {
+        char tmpl[] = "/tmp/mtpolicyd-unit-log-XXXXXX";
+        int fd = mkstemp(tmpl);
+        CPPUNIT_ASSERT(fd >= 0);
+        ::close(fd);
+        std::string path = tmpl;
+        mtp::log::toFile(path, "mtpolicyd-test");
+        mtp::log::g_level = mtp::log::Warning;
+        {
+            Env env("{ name = \"AcctLong\"; module = \"Accounting\"; fields = \"sender, sasl_username\"; }");
+            env.send({{"sender", longSender(10000, 'q')}, {"sasl_username", std::string(300, 'u')}});
+            env.send({{"sender", longSender(5000, 'q')}, {"sasl_username", std::string(400, 'u')}});
+        }
+        mtp::log::toStderr("unit-tests");
+        mtp::log::g_level = -1;
+        std::ifstream in(path);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        ::unlink(path.c_str());
+        std::string logged = ss.str();
+        auto count = [&](const std::string& needle) {
+            size_t n = 0;
+            for (size_t p = logged.find(needle); p != std::string::npos; p = logged.find(needle, p + 1)) ++n;
+            return n;
+        };
+        // Once per field, naming plugin and field; at most 100 bytes of the value.
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(logged, size_t(1), count("plugin AcctLong: sender: a value of 10000 bytes"));
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(logged, size_t(1), count("plugin AcctLong: sasl_username: a value of 300 bytes"));
+        CPPUNIT_ASSERT_EQUAL_MESSAGE(logged, size_t(2), count("shortened key"));
+        CPPUNIT_ASSERT_MESSAGE(logged, logged.find("\"" + longSender(10000, 'q').substr(0, 100) + "...\"") !=
+                                           std::string::npos);
+        CPPUNIT_ASSERT_MESSAGE(logged, logged.find("qq@example.org") == std::string::npos);
+    }
+
+    void testQuotaLongSender() {
+        // Quota looks a long value up under the key Accounting counts it under.
+        const std::string q = "{ name = \"QuotaSender\"; module = \"Quota\"; field = \"sender\"; "
+                              "metric = \"count\"; threshold = 1; }";
+        const std::string acct = "{ name = \"AcctSender\"; module = \"Accounting\"; fields = \"sender\"; }";
+        Env env(q + ",\n" + acct);
+        const std::string sender = longSender(300);
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), action(env.send({{"sender", sender}})));
+        CPPUNIT_ASSERT_EQUAL(kDefer, action(env.send({{"sender", sender}})));
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), env.total("acct_sender", mtp::fitKey(sender, 255), "count"));
+        // Another long sender with the same first 200 bytes is not affected.
+        std::string other = sender;
+        other[250] = 'y';
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), action(env.send({{"sender", other}})));
+        // A row written under the shortened key by another process (same function) is read.
+        const std::string big = longSender(10000);
+        env.db->execute("INSERT INTO acct_sender (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`) "
+                        "VALUES (?, ?, 7, 7, 0, 0)",
+                        {SqlParam::of(mtp::fitKey(big, 255)), SqlParam::of(month())});
+        CPPUNIT_ASSERT_EQUAL(kDefer, action(env.send({{"sender", big}})));
+    }
+
+    void testLongInstanceDeduped() {
+        // A 150-byte instance (longer than the 128-byte column) resent to other workers (own
+        // sessions): recorded shortened, so the message is still counted once.
+        Env env("{ name = \"AcctIP\"; module = \"Accounting\"; fields = \"client_address\"; }");
+        const std::string t = "acct_client_address";
+        std::string inst(150, 'I');
+        Session first, second, third;
+        env.send("t", {{"instance", inst}, {"size", "100"}}, &first);
+        env.send("t", {{"instance", inst}, {"size", "100"}}, &second);
+        env.send("t", {{"instance", inst}, {"size", "100"}}, &third);
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), env.total(t, "192.168.0.1", "count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("100"), env.total(t, "192.168.0.1", "size"));
+        CPPUNIT_ASSERT_EQUAL(std::string("1"), env.cell("SELECT COUNT(*) FROM acct_instances"));
+        CPPUNIT_ASSERT_EQUAL(mtp::fitKey(inst, 128), env.cell("SELECT instance FROM acct_instances"));
+        // Another long instance that differs only in its last byte is another message.
+        std::string other = inst;
+        other[149] = 'J';
+        Session fourth, fifth;
+        env.send("t", {{"instance", other}}, &fourth);
+        env.send("t", {{"instance", other}}, &fifth);
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), env.total(t, "192.168.0.1", "count"));
+        CPPUNIT_ASSERT_EQUAL(std::string("2"), env.cell("SELECT COUNT(*) FROM acct_instances"));
+        CPPUNIT_ASSERT_EQUAL(std::string("128"), env.cell("SELECT MAX(LENGTH(instance)) FROM acct_instances"));
     }
 
     // --- SqlUserConfig --------------------------------------------------------------------

@@ -930,10 +930,10 @@ class TestConfig : public CppUnit::TestFixture {
     }
 
     void testErrorRegexLimits() {
-        // Found by tests/fuzz (corpus fuzz_config/regress-regex-backref-overflow): libstdc++
-        // reads a back-reference or repetition number into a long without an overflow check
-        // (undefined behaviour), and its regex compiler recurses once per term, so a huge
-        // pattern overflows the stack while the config is loaded. Both are config errors now.
+        // Found by tests/fuzz (corpus fuzz_config/regress-regex-backref-overflow) when re_match
+        // used libstdc++'s std::regex (an unchecked back-reference or repetition number, and a
+        // compiler recursing once per term). With PCRE2 these are still config errors: PCRE2
+        // refuses the numbers, and patterns over 4096 characters are refused before compiling.
         auto condition = [](const std::string& re) {
             return vhostWithPlugins("      { name = \"c\";\n"            // 5
                                     "        module = \"Condition\";\n"  // 6

@@ -2,8 +2,9 @@
 // src/core/LegacyConfig.cpp): the syntax as Config::General reads it for mtpolicyd (key = value
 // and key value, quotes, comments, continuation lines, here-documents, <<include>>, blocks),
 // repeated keys and blocks refused like AllowMultiOptions => 'no', what is accepted with a
-// warning (<SessionCache>, Memcached/Redis connections) and what is an error (unsupported keys,
-// blocks and plugin modules), every error naming file and line; the format detection of
+// warning (<SessionCache>, Memcached/Redis connections, the mtpolicyd 1.x keys) and what is an
+// error (unsupported keys, blocks and plugin modules), every error naming file and line; the
+// shape of mtpolicyd 2.05's own test configurations (t-data/*.conf); the format detection of
 // Config::load; the HowtoAccountingQuota configuration of the mtpolicyd cookbook and the Debian
 // default /etc/mtpolicyd/mtpolicyd.conf; the conversion to libconfig (--convert-config) and
 // its round trip; a request through a chain loaded from the legacy format.
@@ -243,6 +244,8 @@ class TestLegacyConfig : public CppUnit::TestFixture {
     CPPUNIT_TEST(testRepeatedKeysAndBlocks);
     CPPUNIT_TEST(testBlockErrors);
     CPPUNIT_TEST(testUnsupportedKeys);
+    CPPUNIT_TEST(testOldKeysWarn);
+    CPPUNIT_TEST(testUpstreamTestConfigStyle);
     CPPUNIT_TEST(testUnknownPluginModules);
     CPPUNIT_TEST(testErrorAboutDefaultNamesBlock);
     CPPUNIT_TEST(testSessionCacheAccepted);
@@ -596,8 +599,6 @@ class TestLegacyConfig : public CppUnit::TestFixture {
         ASSERT_LEGACY_ERROR("log_level = 2\nchroot = /var/run/mtpolicyd\n" + kVhost, 2,
                             "'chroot' of mtpolicyd 2.x is not supported");
         ASSERT_LEGACY_ERROR("program_name = x\n" + kVhost, 1, "'program_name' of mtpolicyd 2.x is not supported");
-        ASSERT_LEGACY_ERROR("db_dsn = dbi:mysql:x\n" + kVhost, 1, "mtpolicyd 1.x setting");
-        ASSERT_LEGACY_ERROR("memcached_servers = 127.0.0.1:11211\n" + kVhost, 1, "mtpolicyd 1.x setting");
         ASSERT_LEGACY_ERROR("log_level = 2\nbogus = 1\n" + kVhost, 2, "unknown key 'bogus'");
         ASSERT_LEGACY_ERROR("virtual_hosts = x\n" + kVhost, 1, "belongs to the native format");
         // Keys of this implementation are accepted in the legacy format too.
@@ -607,6 +608,88 @@ class TestLegacyConfig : public CppUnit::TestFixture {
         ASSERT_LEGACY_ERROR("<VirtualHost 12345>\n name = t\n <Plugin a>\n  module = Action\n  action = ok\n"
                             "  <AWL>\n  </AWL>\n </Plugin>\n</VirtualHost>\n",
                             6, "block <AWL> is not supported");
+    }
+
+    void testOldKeysWarn() {
+        // The mtpolicyd 1.x keys were ignored by mtpolicyd 2.x, and the configurations of its own
+        // test suite (t-data/*.conf) and sample file still carry them, some with empty values:
+        // they are dropped with one warning, at the first of them, naming all.
+        const std::string old =
+            "keepalive_timeout=0\n"                        // 1
+            "db_dsn=\n"                                    // 2
+            "db_user=\n"                                   // 3
+            "db_password=\n"                               // 4
+            "memcached_servers=\"127.0.0.1:11211\"\n"      // 5
+            "# memcached_expire=300\n"                     // 6
+            "session_lock_wait=50\n"                       // 7
+            "session_lock_max_retry=50\n"                  // 8
+            "session_lock_timeout=10\n";                   // 9
+        auto l = legacy(old + kVhost);
+        CPPUNIT_ASSERT_EQUAL(size_t(1), l.warnings.size());
+        const std::string& w = l.warnings[0];
+        CPPUNIT_ASSERT_MESSAGE(w, w.find("legacy.conf:2: keys db_dsn, db_user, db_password, memcached_servers, "
+                                         "session_lock_wait, session_lock_max_retry, session_lock_timeout: "
+                                         "mtpolicyd 1.x settings") == 0);
+        CPPUNIT_ASSERT_MESSAGE(w, contains(w, "remove them"));
+        CPPUNIT_ASSERT_EQUAL(0, l.cfg->keepaliveTimeout);
+        // Not used: the configuration is the one without them, and the conversion drops them.
+        auto without = legacy("keepalive_timeout=0\n" + kVhost);
+        CPPUNIT_ASSERT_EQUAL(dumpOf(*without.cfg), dumpOf(*l.cfg));
+        TempDir d;
+        std::string path = d.write("old.conf", old + kVhost);
+        // Config::load keeps the warning for mtpolicyd -t and the start-up log.
+        auto loaded = Config::load(path);
+        CPPUNIT_ASSERT_EQUAL(size_t(1), loaded->loadWarnings.size());
+        CPPUNIT_ASSERT_MESSAGE(loaded->loadWarnings[0], loaded->loadWarnings[0].find(path + ":2: keys db_dsn,") == 0);
+        std::vector<std::string> cw;
+        std::string native = mtp::convertLegacyConfig(path, &cw);
+        CPPUNIT_ASSERT_EQUAL(size_t(1), cw.size());
+        CPPUNIT_ASSERT_MESSAGE(native, !contains(native, "\ndb_dsn") && !contains(native, "\nsession_lock"));
+        CPPUNIT_ASSERT_MESSAGE(native, contains(native, "# note: " + path + ":2: keys db_dsn,"));
+        // One key: singular.
+        auto one = legacy("log_level = 2\nmemcached_namespace = mt-\n" + kVhost);
+        CPPUNIT_ASSERT_EQUAL(size_t(1), one.warnings.size());
+        CPPUNIT_ASSERT_MESSAGE(one.warnings[0],
+                               one.warnings[0].find("legacy.conf:2: key memcached_namespace: a mtpolicyd 1.x setting") == 0);
+        // In an included file the keys of other files name their place.
+        std::string inc = d.write("old.inc", "session_lock_wait = 50\n");
+        auto both = legacy("db_dsn =\n<<include " + inc + ">>\n" + kVhost);
+        CPPUNIT_ASSERT_EQUAL(size_t(1), both.warnings.size());
+        CPPUNIT_ASSERT_MESSAGE(both.warnings[0], contains(both.warnings[0], "db_dsn, session_lock_wait (" + inc + ":1)"));
+        // The keys of this implementation that start the same way are not 1.x keys.
+        auto ours = legacy("session_expire = 100\nsession_max_entries = 10\n" + kVhost);
+        CPPUNIT_ASSERT(ours.warnings.empty());
+        CPPUNIT_ASSERT_EQUAL(100, ours.cfg->sessionExpire);
+        // Still errors: a 1.x key without a value, and unknown keys.
+        ASSERT_LEGACY_ERROR("db_dsn\n" + kVhost, 1, "key 'db_dsn' has no value");
+        ASSERT_LEGACY_ERROR("db_host = x\n" + kVhost, 1, "unknown key 'db_host'");
+    }
+
+    void testUpstreamTestConfigStyle() {
+        // The shape of the configurations mtpolicyd 2.05's own test suite starts its server with
+        // (t-data/*.conf, after Template Toolkit put in the port): 1.x keys, a Memcached
+        // connection and SessionCache, vhost_by_policy_context with a second virtual host on
+        // "port" 0 that only its name (the policy_context) reaches.
+        auto l = legacy(
+            "# -*- apache -*-\n"
+            "keepalive_timeout=0\nmax_keepalive=0\nrequest_timeout=20\n"
+            "db_dsn=\ndb_user=\ndb_password=\n"
+            "memcached_servers=\"memcached:11211\"\n"
+            "session_lock_wait=50\nsession_lock_max_retry=50\nsession_lock_timeout=10\n"
+            "vhost_by_policy_context=1\n"
+            "<Connection memcached>\n  module = \"Memcached\"\n  servers=\"memcached:11211\"\n</Connection>\n"
+            "<SessionCache>\n  module = \"Memcached\" \n  memcached = \"memcached\"\n</SessionCache>\n"
+            "<VirtualHost 12345>\n\tname=\"fred\"\n\t<Plugin reject>\n\t\tmodule = \"Action\"\n"
+            "\t\taction = \"reject my name is fred\"\n\t</Plugin>\n</VirtualHost>\n"
+            "<VirtualHost 0>\n\tname=\"horst\"\n\t<Plugin reject>\n\t\tmodule = \"Action\"\n"
+            "\t\taction = \"reject my name is horst\"\n\t</Plugin>\n</VirtualHost>\n");
+        CPPUNIT_ASSERT_EQUAL(size_t(3), l.warnings.size());  // 1.x keys, memcached, SessionCache
+        CPPUNIT_ASSERT(l.cfg->vhostByPolicyContext);
+        CPPUNIT_ASSERT_EQUAL(size_t(2), l.cfg->vhosts.size());
+        const mtp::VirtualHost* horst = l.cfg->vhostByName("horst");
+        CPPUNIT_ASSERT(horst != nullptr);
+        CPPUNIT_ASSERT_EQUAL(std::string("reject my name is horst"), horst->chain.plugins.at(0)->options().str("action"));
+        CPPUNIT_ASSERT_EQUAL(0, l.cfg->keepaliveTimeout);
     }
 
     void testUnknownPluginModules() {
@@ -624,6 +707,17 @@ class TestLegacyConfig : public CppUnit::TestFixture {
             7, "plugin 'g'");
         std::string msg = errorOf("<VirtualHost 12345>\n name = t\n <Plugin rbl>\n  module = RBL\n </Plugin>\n</VirtualHost>\n");
         CPPUNIT_ASSERT_MESSAGE(msg, contains(msg, "available: Action"));
+        // Module names are case-sensitive, in mtpolicyd too (it required the Perl class); the
+        // SYNOPSIS of its Action plugin has module = "action". The error names the module.
+        ASSERT_LEGACY_ERROR(
+            "<VirtualHost 12345>\n name = t\n <Plugin reject-all>\n  module = \"action\"\n  action=reject no reason\n"
+            " </Plugin>\n</VirtualHost>\n",
+            4, "unknown plugin module 'action' (module names are case-sensitive: 'Action'; available: Action,");
+        ASSERT_LEGACY_ERROR(
+            "<VirtualHost 12345>\n name = t\n <Plugin g>\n  module = greylist\n </Plugin>\n</VirtualHost>\n", 4,
+            "unknown plugin module 'greylist' (module names are case-sensitive: 'Greylist', not implemented yet;");
+        msg = errorOf("<VirtualHost 12345>\n name = t\n <Plugin x>\n  module = Frobnicate\n </Plugin>\n</VirtualHost>\n");
+        CPPUNIT_ASSERT_MESSAGE(msg, !contains(msg, "case-sensitive"));
     }
 
     void testErrorAboutDefaultNamesBlock() {

@@ -4,7 +4,13 @@
 // t/plugin-condition.t and t/plugin-clearfields.t.
 #include <cppunit/extensions/HelperMacros.h>
 
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "mtpolicyd/core/Config.h"
@@ -54,6 +60,46 @@ struct Fixture {
     size_t lastCount = 0;
 };
 
+// A Condition with this re_match (a libconfig string: backslashes doubled) on helo_name, action
+// "reject re"; the re_match setting is on line 4 of test.conf.
+std::string reCondition(const std::string& re, const std::string& extra = "") {
+    return "{ name = \"c\"; module = \"Condition\"; key = \"helo_name\";\n"
+           "  re_match = \"" + re + "\"; action = \"reject re\"; " + extra + "}\n";
+}
+
+// Collects what is logged at warning level or above while it lives.
+struct LogCapture {
+    std::string path;
+    int savedLevel;
+    LogCapture() : savedLevel(mtp::log::g_level) {
+        char tmpl[] = "/tmp/mtpolicyd-unit-log-XXXXXX";
+        int fd = mkstemp(tmpl);
+        CPPUNIT_ASSERT(fd >= 0);
+        ::close(fd);
+        path = tmpl;
+        mtp::log::toFile(path, "unit-tests");
+        mtp::log::g_level = mtp::log::Warning;
+    }
+    ~LogCapture() {
+        mtp::log::toStderr("unit-tests");
+        mtp::log::g_level = savedLevel;
+        ::unlink(path.c_str());
+    }
+    std::string text() const {
+        std::ifstream in(path);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str();
+    }
+};
+
+size_t longestLine(const std::string& text) {
+    size_t longest = 0;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) longest = std::max(longest, line.size());
+    return longest;
+}
+
 }  // namespace
 
 class TestPlugins : public CppUnit::TestFixture {
@@ -77,6 +123,11 @@ class TestPlugins : public CppUnit::TestFixture {
     CPPUNIT_TEST(testConditionScoreCustomField);
     CPPUNIT_TEST(testConditionActionBeatsNestedChain);
     CPPUNIT_TEST(testConditionNestedChain);
+    CPPUNIT_TEST(testConditionReCatastrophicPatternsBounded);
+    CPPUNIT_TEST(testConditionReLongValueOrdinaryPattern);
+    CPPUNIT_TEST(testConditionRePerlSyntax);
+    CPPUNIT_TEST(testConditionReInvalidPatternIsConfigError);
+    CPPUNIT_TEST(testConditionReBinaryValue);
     CPPUNIT_TEST(testScoreActionUpstreamScoringT);
     CPPUNIT_TEST(testScoreActionGtBoundary);
     CPPUNIT_TEST(testScoreActionLtBoundary);
@@ -391,6 +442,138 @@ class TestPlugins : public CppUnit::TestFixture {
         CPPUNIT_ASSERT_EQUAL(std::string("reject nested"), f.run());
         CPPUNIT_ASSERT(f.lastAbort);
         CPPUNIT_ASSERT(f.s.get("nested") != nullptr);
+    }
+
+    void testConditionReCatastrophicPatternsBounded() {
+        // std::regex recursed once per character of the value: ^(a|b)*$ on ~16,000 characters
+        // (a request value within the default max_line_length) overflowed the stack and killed
+        // the worker. PCRE2's match, depth and JIT stack limits stop such a match: "no match",
+        // with one warning that quotes only the start of the value.
+        const char* patterns[] = {"^(a|b)*$", "(a+)+$", "(a|aa)+$", "^(\\\\w+\\\\s?)*$"};
+        for (size_t n : {size_t(16384), size_t(1) << 20}) {
+            for (const char* re : patterns) {
+                Fixture f(reCondition(re));
+                LogCapture logs;
+                std::string what = std::string(re) + " on " + std::to_string(n) + " characters";
+                auto t0 = std::chrono::steady_clock::now();
+                // Never a match in theory ('!' at the end): a limit may only make it "no match".
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::string("<none>"),
+                                             f.run("helo_name", std::string(n, 'a') + "!"));
+                // A match in theory for the first pattern: a limit may turn it into "no match".
+                std::string a = f.run("helo_name", std::string(n, 'a') + "b");
+                CPPUNIT_ASSERT_MESSAGE(what + ": " + a, a == "reject re" || a == "<none>");
+                double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+                CPPUNIT_ASSERT_MESSAGE(what + ": took " + std::to_string(secs) + " s", secs < 10);
+                std::string logged = logs.text();
+                if (std::string(re) == "(a+)+$") {  // certain to hit the match limit
+                    CPPUNIT_ASSERT_MESSAGE(what + ": " + logged,
+                                           logged.find("re_match on helo_name") != std::string::npos);
+                    CPPUNIT_ASSERT_MESSAGE(what + ": " + logged, logged.find("treated as no match") != std::string::npos);
+                    CPPUNIT_ASSERT_MESSAGE(what + ": " + logged, logged.find(std::to_string(n + 1) + " bytes") !=
+                                                                     std::string::npos);
+                }
+                CPPUNIT_ASSERT_MESSAGE(what + ": value logged whole", longestLine(logged) < 400);
+            }
+        }
+        // A limit hit is "no match", so invert turns it into a match (as Perl's eventual answer).
+        Fixture inv(reCondition("(a+)+$", "invert = true; "));
+        LogCapture logs;
+        CPPUNIT_ASSERT_EQUAL(std::string("reject re"), inv.run("helo_name", std::string(16384, 'a') + "!"));
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), inv.run("helo_name", "aaa"));
+    }
+
+    void testConditionReLongValueOrdinaryPattern() {
+        // The limits do not turn ordinary patterns on long values into "no match": the sample
+        // configuration's HELO address literal pattern on values of max_line_length.
+        Fixture f(reCondition("^\\\\[?[0-9.:a-fA-F]+\\\\]?$"));
+        LogCapture logs;
+        std::string hex(16384, 'f');
+        CPPUNIT_ASSERT_EQUAL(std::string("reject re"), f.run("helo_name", hex));
+        CPPUNIT_ASSERT_EQUAL(std::string("reject re"), f.run("helo_name", "[" + hex + "]"));
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), f.run("helo_name", hex + "!"));
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), f.run("helo_name", "[" + hex + "]x"));
+        CPPUNIT_ASSERT_EQUAL(std::string(""), logs.text());
+        // A search through 1 MB for a literal.
+        Fixture g(reCondition("needle"));
+        CPPUNIT_ASSERT_EQUAL(std::string("reject re"), g.run("helo_name", std::string(1 << 20, 'x') + "needle"));
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), g.run("helo_name", std::string(1 << 20, 'x')));
+        CPPUNIT_ASSERT_EQUAL(std::string(""), logs.text());
+    }
+
+    void testConditionRePerlSyntax() {
+        // mtpolicyd configs are written for Perl regexes; none of these is ECMAScript syntax
+        // except \d and \b, which std::regex took as well.
+        struct Case {
+            const char* re;  // libconfig text: backslashes doubled
+            const char* yes;
+            const char* no;
+        };
+        const Case cases[] = {
+            {"^\\\\d+$", "12345", "12a45"},
+            {"(?i)^foo", "FoO.example.org", "xfoo"},
+            {"\\\\bword\\\\b", "a word here", "swordfish"},
+            {"^(?=.*@)(?!.*\\\\.invalid$)", "bob@example.org", "bob@example.invalid"},
+            {"(?<=mail)\\\\d", "mail1.example.org", "smtp1.example.org"},
+            {"\\\\Amx\\\\d\\\\z", "mx1", "mx1\n"},
+            {"^\\\\w+\\\\s\\\\S+$", "abc def", "abc  def"},
+            {"^[[:alpha:]]+\\\\.(?:org|net)$", "example.net", "example.com"},
+            {"^\\\\Qa.b\\\\E$", "a.b", "axb"},
+            {"^(?x) a b c $", "abc", "a b c"},
+            {"^(\\\\w)\\\\1$", "ZZ", "Zz"},
+            {"^a{2,3}+$", "aaa", "aaaa"},
+        };
+        for (const Case& c : cases) {
+            Fixture f(reCondition(c.re));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(std::string(c.re) + " on " + c.yes, std::string("reject re"),
+                                         f.run("helo_name", c.yes));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(std::string(c.re) + " on " + c.no, std::string("<none>"),
+                                         f.run("helo_name", c.no));
+        }
+    }
+
+    void testConditionReInvalidPatternIsConfigError() {
+        // PCRE2's message and offset, with file:line, plugin and key.
+        struct Case {
+            const char* re;
+            const char* says;
+        };
+        const Case cases[] = {
+            {"(abc", "missing closing parenthesis"},
+            {"a{3,2}", "numbers out of order"},
+            {"[z-a]", "range out of order"},
+            {"(?<n>a)\\\\k<m>", "reference to non-existent subpattern"},
+            {"(*UTF)abc", "UTF is disabled"},  // no UTF mode: values are bytes
+            {"a\\\\", "\\ at end of pattern"},
+        };
+        for (const Case& c : cases) {
+            std::string msg;
+            try {
+                Fixture f(reCondition(c.re));
+            } catch (const mtp::ConfigError& e) {
+                msg = e.what();
+            }
+            CPPUNIT_ASSERT_MESSAGE(std::string("no ConfigError for ") + c.re, !msg.empty());
+            for (const char* part : {"test.conf:4:", "plugin 'c'", "key 're_match'", "at offset", c.says})
+                CPPUNIT_ASSERT_MESSAGE(std::string("'") + part + "' not in: " + msg, msg.find(part) != std::string::npos);
+        }
+    }
+
+    void testConditionReBinaryValue() {
+        // Values are bytes (no UTF mode): NUL bytes and invalid UTF-8 are matched like any other
+        // bytes, never an error.
+        const char raw[] = "mx\0\xff\xfe\xc3(\xed\xa0\x80.example\x80";
+        const std::string value(raw, sizeof raw - 1);
+        LogCapture logs;
+        Fixture dot(reCondition("^mx.+example.$"));
+        CPPUNIT_ASSERT_EQUAL(std::string("reject re"), dot.run("helo_name", value));
+        Fixture bytes(reCondition("\\\\x00\\\\xff\\\\xfe"));
+        CPPUNIT_ASSERT_EQUAL(std::string("reject re"), bytes.run("helo_name", value));
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), bytes.run("helo_name", std::string("\xff\xfe")));
+        Fixture none(reCondition("^[a-z.]+$"));
+        CPPUNIT_ASSERT_EQUAL(std::string("<none>"), none.run("helo_name", value));
+        Fixture inv(reCondition("^[a-z.]+$", "invert = true; "));
+        CPPUNIT_ASSERT_EQUAL(std::string("reject re"), inv.run("helo_name", value));
+        CPPUNIT_ASSERT_EQUAL(std::string(""), logs.text());
     }
 
     // --- ScoreAction --------------------------------------------------------------------
