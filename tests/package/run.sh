@@ -189,7 +189,8 @@ say "  contents:"
 dpkg-deb -c "$deb" | awk '{print "    " $1, $2, $6, $7, $8}' | grep -v '/$' || true
 for f in ./usr/bin/mtpolicyd ./usr/bin/policyd-client ./etc/mtpolicyd/mtpolicyd.conf \
          ./etc/init.d/mtpolicyd ./etc/default/mtpolicyd ./etc/cron.d/mtpolicyd \
-         ./lib/systemd/system/mtpolicyd.service ./usr/share/mtpolicyd/sqlite.sql \
+         ./lib/systemd/system/mtpolicyd.service ./lib/systemd/system/mtpolicyd-cron.service \
+         ./lib/systemd/system/mtpolicyd-cron.timer ./usr/share/mtpolicyd/sqlite.sql \
          ./usr/share/mtpolicyd/mysql.sql ./usr/share/man/man8/mtpolicyd.8.gz \
          ./usr/share/man/man5/mtpolicyd.conf.5.gz ./var/lib/mtpolicyd/; do
     check "the package has $f" sh -c "dpkg-deb -c '$deb' | awk '{print \$6}' | grep -qx '$f'"
@@ -238,8 +239,9 @@ check "the SQLite database was created from sqlite.sql, owned by mtpolicyd" \
 check "the unit runs /usr/bin/mtpolicyd -f -c /etc/mtpolicyd/mtpolicyd.conf" \
     grep -qx 'ExecStart=/usr/bin/mtpolicyd -f -c /etc/mtpolicyd/mtpolicyd.conf' /lib/systemd/system/mtpolicyd.service
 if command -v systemd-analyze >/dev/null 2>&1; then
-    check "systemd-analyze verify mtpolicyd.service" \
-        run "$LOGS/systemd-analyze.log" systemd-analyze verify /lib/systemd/system/mtpolicyd.service
+    check "systemd-analyze verify mtpolicyd.service, mtpolicyd-cron.service and .timer" \
+        run "$LOGS/systemd-analyze.log" systemd-analyze verify /lib/systemd/system/mtpolicyd.service \
+        /lib/systemd/system/mtpolicyd-cron.service /lib/systemd/system/mtpolicyd-cron.timer
     sed 's/^/    /' "$LOGS/systemd-analyze.log"
 fi
 check "the init script is enabled (update-rc.d)" sh -c "ls /etc/rc2.d/S*mtpolicyd >/dev/null 2>&1"
@@ -352,6 +354,12 @@ cron_cmd=$(sed -nE 's/^0 +0 +\* +\* +\* +mtpolicyd +//p' /etc/cron.d/mtpolicyd |
 say "    $cron_cmd"
 check "hourly task" runuser -u mtpolicyd -- /usr/bin/mtpolicyd --cron hourly
 check "the midnight line of /etc/cron.d/mtpolicyd" runuser -u mtpolicyd -- /bin/sh -c "$cron_cmd"
+check "the timer runs the cron service hourly" grep -qx 'OnCalendar=\*-\*-\* \*:00:00' /lib/systemd/system/mtpolicyd-cron.timer
+check "the cron service runs mtpolicyd --cron as mtpolicyd" \
+    sh -c "grep -qx 'User=mtpolicyd' /lib/systemd/system/mtpolicyd-cron.service &&
+           grep -q '/usr/bin/mtpolicyd -c .* --cron' /lib/systemd/system/mtpolicyd-cron.service"
+check "the cron table steps aside where systemd runs" \
+    sh -c "test \$(grep -c 'if \[ ! -d /run/systemd/system \]' /etc/cron.d/mtpolicyd) = 2"
 
 begin "/etc/init.d/mtpolicyd restart"
 run "$LOGS/restart.log" /etc/init.d/mtpolicyd restart
@@ -397,7 +405,8 @@ check "nothing left running (master and workers stopped by prerm)" test -z "$lef
 check "no process runs /usr/bin/mtpolicyd" test -z "$(our_procs)"
 check "/etc/mtpolicyd, the init script, the cron table and the unit are gone" \
     sh -c "test ! -e /etc/mtpolicyd && test ! -e /etc/init.d/mtpolicyd && test ! -e /etc/cron.d/mtpolicyd &&
-           test ! -e /etc/default/mtpolicyd && test ! -e /lib/systemd/system/mtpolicyd.service"
+           test ! -e /etc/default/mtpolicyd && test ! -e /lib/systemd/system/mtpolicyd.service &&
+           test ! -e /lib/systemd/system/mtpolicyd-cron.timer"
 check "/var/lib/mtpolicyd and /run/mtpolicyd are gone (purge)" test ! -e /var/lib/mtpolicyd -a ! -e /run/mtpolicyd
 check "user and group mtpolicyd are kept (policy: system users stay after purge)" \
     sh -c "getent passwd mtpolicyd >/dev/null && getent group mtpolicyd >/dev/null"
