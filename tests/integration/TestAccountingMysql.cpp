@@ -29,6 +29,7 @@
 
 #include "DaemonFixture.h"
 #include "MariaDbFixture.h"
+#include "PostfixLoad.h"
 #include "mtpolicyd/util/Strings.h"
 
 using itest::Clock;
@@ -85,145 +86,7 @@ std::string fieldAfter(const std::string& line, const std::string& prefix, const
     return line.substr(p, e == std::string::npos ? std::string::npos : e - p);
 }
 
-// Client threads that send END-OF-MESSAGE requests with unique instances from one client
-// address, one outstanding request per connection, the way Postfix's smtpd does: a request
-// whose connection is closed without an answer is resent (same instance, same attributes) on a
-// new connection after `retryMs`, until it is answered or `giveUpMs` have passed. Every event
-// is recorded with its time. stop() lets each thread finish its current request first.
-class Load {
-  public:
-    enum class Kind { Answer, NoReply, Hang, ConnectFailed, GaveUp };
-    struct Event {
-        Clock::time_point t;
-        Kind kind;
-        int thread;
-        std::string instance;
-        std::string action;
-        int attempt;  // of the message, from 1
-    };
-    struct Msg {
-        std::string instance;
-        long long rcpt = 0, size = 0;
-        int attempts = 0;
-        bool answered = false;
-        std::string action;
-        Clock::time_point answeredAt;
-    };
-
-    Load(int port, std::string client, std::string tag, int threads, int paceMs)
-        : port_(port),
-          client_(std::move(client)),
-          tag_(std::move(tag)),
-          threads_(threads),
-          paceMs_(paceMs) {}
-    ~Load() { stop(); }
-
-    void start() {
-        for (int t = 0; t < threads_; ++t) workers_.emplace_back([this, t] { run(t); });
-    }
-    void stop() {
-        stop_ = true;
-        for (auto& w : workers_)
-            if (w.joinable()) w.join();
-        workers_.clear();
-    }
-
-    size_t answered() const { return answered_.load(); }
-
-    std::vector<Event> events() const {
-        std::lock_guard<std::mutex> lk(mu_);
-        return events_;
-    }
-    std::vector<Msg> messages() const {
-        std::lock_guard<std::mutex> lk(mu_);
-        return msgs_;
-    }
-    // Events of `kind` observed in [from, to).
-    size_t countBetween(Kind kind, Clock::time_point from, Clock::time_point to) const {
-        std::lock_guard<std::mutex> lk(mu_);
-        size_t n = 0;
-        for (const auto& e : events_)
-            if (e.kind == kind && e.t >= from && e.t < to) ++n;
-        return n;
-    }
-    size_t countOf(Kind kind) const {
-        return countBetween(kind, Clock::time_point::min(), Clock::time_point::max());
-    }
-    // The first answer at or after `from` to a message's first attempt (one that cannot have
-    // been served from an earlier attempt's state).
-    bool firstAnswerAfter(Clock::time_point from, Clock::time_point& at) const {
-        std::lock_guard<std::mutex> lk(mu_);
-        bool found = false;
-        for (const auto& e : events_)
-            if (e.kind == Kind::Answer && e.attempt == 1 && e.t >= from && (!found || e.t < at)) {
-                at = e.t;
-                found = true;
-            }
-        return found;
-    }
-
-  private:
-    void record(Kind kind, int thread, const Msg& m, const std::string& action = "") {
-        std::lock_guard<std::mutex> lk(mu_);
-        events_.push_back({Clock::now(), kind, thread, m.instance, action, m.attempts});
-    }
-
-    void run(int t) {
-        Conn c;
-        for (long seq = 0; !stop_; ++seq) {
-            Msg m;
-            m.instance = tag_ + "." + std::to_string(t) + "." + std::to_string(seq);
-            m.rcpt = (seq + t) % 4;  // 0..3; 0 counts as one recipient
-            m.size = 700 + (seq * 131 + t * 17) % 9000;
-            const std::string req = eomRequest(m.instance, client_, m.rcpt, m.size);
-            auto first = Clock::now();
-            while (!m.answered) {
-                if (elapsedMs(first) > kGiveUpMs) {
-                    record(Kind::GaveUp, t, m);
-                    break;
-                }
-                if (!c.isOpen() && !c.connectTcp(port_)) {
-                    record(Kind::ConnectFailed, t, m);
-                    sleepMs(kRetryMs);
-                    continue;
-                }
-                ++m.attempts;
-                std::string reply;
-                Conn::Status st = c.request(req, reply, kReadMs);
-                if (st == Conn::Status::Ok) {
-                    m.answered = true;
-                    m.action = itest::actionOf(reply);
-                    m.answeredAt = Clock::now();
-                    record(Kind::Answer, t, m, m.action);
-                    ++answered_;
-                } else {
-                    record(st == Conn::Status::Timeout ? Kind::Hang : Kind::NoReply, t, m);
-                    c.close();
-                    sleepMs(kRetryMs);
-                }
-            }
-            {
-                std::lock_guard<std::mutex> lk(mu_);
-                msgs_.push_back(m);
-            }
-            if (paceMs_ > 0) sleepMs(paceMs_);
-        }
-    }
-
-    static constexpr int kRetryMs = 50;
-    static constexpr int kReadMs = 8000;  // above any database timeout of the config
-    static constexpr int kGiveUpMs = 20000;
-
-    int port_;
-    std::string client_, tag_;
-    int threads_, paceMs_;
-    std::atomic<bool> stop_{false};
-    std::atomic<size_t> answered_{0};
-    std::vector<std::thread> workers_;
-    mutable std::mutex mu_;
-    std::vector<Event> events_;
-    std::vector<Msg> msgs_;
-};
+using Load = itest::PostfixLoad;
 
 }  // namespace
 
@@ -710,7 +573,9 @@ virtual_hosts = (
         const std::vector<pid_t> workers0 = d_->workers();
         const pid_t master = d_->pid();
 
-        Load load(d_->port(1), client, continueOnError ? "cont" : "fail", 4, 4);
+        Load load(d_->port(1), continueOnError ? "cont" : "fail", 4, 4,
+                  [client](const Load::Msg& m) { return eomRequest(m.instance, client, m.rcpt, m.size); },
+                  8000 /* read: above any database timeout of the config */, 20000 /* give up */);
         load.start();
         CPPUNIT_ASSERT_MESSAGE(d_->logTail(),
                                itest::waitFor([&] { return load.answered() >= 200; }, 5000));
@@ -732,7 +597,7 @@ virtual_hosts = (
         std::string countAtUp;
         if (!continueOnError) {
             Clock::time_point at;
-            bool back = itest::waitFor([&] { return load.firstAnswerAfter(tStartCall, at); }, 5000);
+            bool back = itest::waitFor([&] { return load.firstAnswerAfter(tStartCall, at, /*firstAttemptOnly=*/true); }, 5000);
             CPPUNIT_ASSERT_MESSAGE("no answer within 5 s after MariaDB was back\n" + d_->logTail(),
                                    back);
             recoveryMs = std::max(
