@@ -20,7 +20,8 @@
 #  * The machine's ceilings at the same concurrency: the protocol ceiling (an in-process
 #    epoll responder that answers "action=dunno", for the trivial rows) and the SQL ceiling
 #    (the how-to's statements sent straight to the same MariaDB, for the howto rows). The
-#    new-connection rows are compared with the keep-alive ceiling at the same N.
+#    protocol ceiling runs in both modes (a new connection per request too); the howto
+#    new-connection rows are compared with the SQL ceiling, which opens no connections.
 #  * mysqld's CPU per request for the howto rows (utime+stime of mysqld before and after).
 #  * The RSS of every process involved after the runs.
 #  * Memory (unless --no-memory; on a freshly restarted daemon of ours, Perl takes no part):
@@ -399,7 +400,10 @@ def cmd_report(args):
                     o = find(kind="cell", who="ours", chain=chain, engine=engine, conns=c, mode=mode)
                     p = find(kind="cell", who="perl", chain=chain, engine=engine, conns=c, mode=mode)
                     ck = "ceiling-protocol" if chain == "trivial" else "ceiling-sql"
-                    cl = find(kind="cell", who=ck, chain=chain, engine=engine, conns=c, mode="keep-alive")
+                    # The protocol ceiling is measured in both modes; the SQL ceiling has no
+                    # connections to open, so new-connection rows compare with it as it is.
+                    cl = find(kind="cell", who=ck, chain=chain, engine=engine, conns=c,
+                              mode=mode if chain == "trivial" else "keep-alive")
                     xo, xp, xc = res(o), res(p), res(cl)
                     for r, who in ((o, "ours"), (p, "Perl"), (cl, ck)):
                         if r and res(r) and errs(r):
@@ -435,24 +439,27 @@ def cmd_report(args):
             P("")
         P("c: connections; mode ka = keep-alive, new = one new connection per request; latency in us")
         P("(send -> full reply); cpu/r: CPU us per request of the daemon (master + workers), sql/r:")
-        P("of mysqld during the same run; x: ours/Perl req/s; ceiling: keep-alive at the same c")
-        P("(protocol ceiling for trivial, SQL ceiling for howto); %: ours req/s of the ceiling.")
+        P("of mysqld during the same run; x: ours/Perl req/s; ceiling: at the same c, the protocol")
+        P("ceiling in the same mode for trivial, the SQL ceiling (no connections) for howto;")
+        P("%: ours req/s of the ceiling.")
         P("The protocol ceiling's responder is one epoll thread: with more than one CPU, a daemon with")
         P("several workers can pass it at higher c. req/s marked * had errors (see notes).")
         P("")
 
         # The ceilings in detail.
-        P("ceilings (keep-alive)")
-        P(f"  {'kind':16} {'engine':6} {'c':>3} {'req/s':>8} {'p50':>6} {'p99':>6}"
+        def md(r):
+            return "ka" if r.get("mode") == "keep-alive" else "new"
+        P("ceilings")
+        P(f"  {'kind':16} {'engine':6} {'c':>3} {'mode':4} {'req/s':>8} {'p50':>6} {'p99':>6}"
           f" {'server cpu/r':>12} {'tool cpu/r':>10}")
         for r in recs:
             if r.get("who", "").startswith("ceiling"):
                 x = res(r)
                 if not x:
-                    P(f"  {r['who']:16} {r['engine']:6} {r['conns']:>3} {'-':>8}"); continue
+                    P(f"  {r['who']:16} {r['engine']:6} {r['conns']:>3} {md(r):4} {'-':>8}"); continue
                 srv = (x.get("responder_cpu_us_per_request") if r["who"] == "ceiling-protocol"
                        else mysqld_us(r))
-                P(f"  {r['who']:16} {r['engine']:6} {r['conns']:>3} {num(x['requests_per_s']):>8}"
+                P(f"  {r['who']:16} {r['engine']:6} {r['conns']:>3} {md(r):4} {num(x['requests_per_s']):>8}"
                   f" {x['latency_us']['p50']:>6} {x['latency_us']['p99']:>6} {num(srv, 1):>12}"
                   f" {num(x.get('tool_cpu_us_per_request'), 1):>10}")
         P("  server cpu/r: the in-process responder thread (protocol), mysqld (sql); tool cpu/r: the")
@@ -856,9 +863,13 @@ if ((RUN_MATRIX)); then
         if ((USE_PERL)); then series perl trivial - "$mode" "$PERL_P1" "$PERL_PID"; fi
     done
     say "protocol ceiling"
-    for n in $CONNS; do
-        record "$(fields ceiling-protocol trivial - "$n" keep-alive)" \
-            "$BENCH" --ceiling-protocol -c "$n" -d "$DURATION" --clients "$CLIENTS" --json
+    for mode in keep-alive new; do
+        modeopt=()
+        [[ $mode == new ]] && modeopt=(--new-connection)
+        for n in $CONNS; do
+            record "$(fields ceiling-protocol trivial - "$n" "$mode")" \
+                "$BENCH" --ceiling-protocol "${modeopt[@]}" -c "$n" -d "$DURATION" --clients "$CLIENTS" --json
+        done
     done
 
     for engine in $ENGINES; do
