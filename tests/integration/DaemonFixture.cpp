@@ -118,8 +118,6 @@ void replaceAll(std::string& s, const std::string& from, const std::string& to) 
     }
 }
 
-void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
-
 int remainingMs(Clock::time_point deadline) {
     auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -127,6 +125,21 @@ int remainingMs(Clock::time_point deadline) {
 }
 
 }  // namespace
+
+void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+std::string pidList(const std::vector<pid_t>& v) {
+    std::string s;
+    for (pid_t p : v) s += (s.empty() ? "" : " ") + std::to_string(p);
+    return s;
+}
+
+int localPort(int fd) {
+    sockaddr_in a{};
+    socklen_t len = sizeof a;
+    if (fd < 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
+    return ntohs(a.sin_port);
+}
 
 long elapsedMs(Clock::time_point t0) {
     return static_cast<long>(

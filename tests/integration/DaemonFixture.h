@@ -23,6 +23,11 @@ using Clock = std::chrono::steady_clock;
 
 // Milliseconds elapsed since `t0`.
 long elapsedMs(Clock::time_point t0);
+void sleepMs(int ms);
+// "12 34 56": pids for assertion messages.
+std::string pidList(const std::vector<pid_t>& v);
+// The local port of a connected TCP socket, or 0.
+int localPort(int fd);
 
 // Paths of the programs under test: $MTPOLICYD_BIN / $POLICYD_CLIENT_BIN, else ./mtpolicyd and
 // ./policyd-client (made absolute).

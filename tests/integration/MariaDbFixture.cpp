@@ -321,6 +321,34 @@ std::vector<std::string> sqlStatements(const std::string& text) {
 }
 
 // An END-OF-MESSAGE request as Postfix's smtpd_end_of_data_restrictions sends it.
+std::string howtoConnection(const MariaDb& db) {
+    return "connections = {\n  db = { module = \"Sql\";\n    dsn = " + confString(db.dsn()) +
+           ";\n    user = " + confString(MariaDb::kUser) + ";\n    password = " + confString(MariaDb::kPassword) +
+           ";\n    connect_timeout = 5; read_timeout = 10; write_timeout = 10; };\n};\n";
+}
+
+std::string howtoVhost(long long threshold) {
+    return R"(
+virtual_hosts = (
+  {
+    name = "accounting";
+    port = "@PORT1@";
+    plugins = (
+      { name = "QuotaPolicyConfig"; module = "SqlUserConfig";
+        sql_query = "SELECT p.config FROM relay_policies p JOIN relay_hosts h ON (h.relay_policy = p.id) WHERE h.client_address=?";
+        field = "client_address"; },
+      { name = "QuotaIP"; module = "Quota";
+        field = "client_address"; metric = "count";
+        threshold = )" + std::to_string(threshold) + R"(; uc_threshold = "quota_count";
+        action = "defer you exceeded your monthly limit, please insert coin"; },
+      { name = "AcctIP"; module = "Accounting";
+        fields = "client_address"; }
+    );
+  }
+);
+)";
+}
+
 std::string eomRequest(const std::string& instance, const std::string& client, long long rcpt,
                        long long size) {
     return itest::makeRequest({{"protocol_state", "END-OF-MESSAGE"},

@@ -81,6 +81,12 @@ MariaDb& sharedMariaDb();
 // has no ';' inside a string).
 std::vector<std::string> sqlStatements(const std::string& text);
 
+// The connection block of conf/mtpolicyd-mysql.conf, connection "db" on `db`'s socket.
+std::string howtoConnection(const MariaDb& db);
+// conf/mtpolicyd-mysql.conf's accounting virtual host on @PORT1@ with Quota's `threshold`
+// (the shipped file has 1000).
+std::string howtoVhost(long long threshold);
+
 // An END-OF-MESSAGE request as Postfix's smtpd_end_of_data_restrictions sends it.
 std::string eomRequest(const std::string& instance, const std::string& client, long long rcpt,
                        long long size);

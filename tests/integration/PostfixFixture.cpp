@@ -77,8 +77,6 @@ std::string tempBase() {
     return base;
 }
 
-void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
-
 }  // namespace
 
 // --- SmtpResult ---------------------------------------------------------------------------

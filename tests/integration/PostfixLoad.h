@@ -3,9 +3,6 @@
 // the same instance on a new connection). Shared by the fault and MariaDB accounting tests.
 #pragma once
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -17,14 +14,6 @@
 #include "DaemonFixture.h"
 
 namespace itest {
-
-// The local port of a connected socket, or 0.
-inline int localPort(int fd) {
-    sockaddr_in a{};
-    socklen_t len = sizeof a;
-    if (fd < 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return 0;
-    return ntohs(a.sin_port);
-}
 
 // Client threads that behave like Postfix's smtpd processes towards a policy service: each
 // holds one kept-alive connection and has one request outstanding at a time; a request whose

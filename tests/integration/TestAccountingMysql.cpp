@@ -39,6 +39,9 @@ using itest::elapsedMs;
 
 namespace {
 
+using itest::sleepMs;
+using itest::pidList;
+
 using itest::confString;
 using itest::sqlStatements;
 using itest::srcdir;
@@ -46,8 +49,6 @@ using itest::Counters;
 using itest::eomRequest;
 
 const char* const kCoin = "defer you exceeded your monthly limit, please insert coin";
-
-void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 bool contains(const std::string& hay, const std::string& needle) {
     return hay.find(needle) != std::string::npos;
@@ -62,12 +63,6 @@ std::string monthNow() {
     return buf;
 }
 
-
-std::string pidList(const std::vector<pid_t>& v) {
-    std::string s;
-    for (pid_t p : v) s += (s.empty() ? "" : " ") + std::to_string(p);
-    return s;
-}
 
 // The pid in a log line "...T.. mtpolicyd[PID]: level: ...", or 0.
 pid_t logPid(const std::string& line) {
@@ -506,36 +501,10 @@ virtual_hosts = (
                ";\nmax_requests = 0;\nrequest_timeout = 10;\n";
     }
 
-    // The connection block of conf/mtpolicyd-mysql.conf, on the private server's socket.
-    std::string connection() const {
-        return "connections = {\n  db = { module = \"Sql\";\n    dsn = " + confString(db_->dsn()) +
-               ";\n    user = " + confString(itest::MariaDb::kUser) +
-               ";\n    password = " + confString(itest::MariaDb::kPassword) +
-               ";\n    connect_timeout = 5; read_timeout = 10; write_timeout = 10; };\n};\n";
-    }
+    std::string connection() const { return itest::howtoConnection(*db_); }
 
     // conf/mtpolicyd-mysql.conf's accounting virtual host, as it is shipped.
-    std::string howtoConfig() const {
-        return baseGlobals(2, 4, 4, 1, 4) + connection() + R"(
-virtual_hosts = (
-  {
-    name = "accounting";
-    port = "@PORT1@";
-    plugins = (
-      { name = "QuotaPolicyConfig"; module = "SqlUserConfig";
-        sql_query = "SELECT p.config FROM relay_policies p JOIN relay_hosts h ON (h.relay_policy = p.id) WHERE h.client_address=?";
-        field = "client_address"; },
-      { name = "QuotaIP"; module = "Quota";
-        field = "client_address"; metric = "count";
-        threshold = 1000; uc_threshold = "quota_count";
-        action = "defer you exceeded your monthly limit, please insert coin"; },
-      { name = "AcctIP"; module = "Accounting";
-        fields = "client_address"; }
-    );
-  }
-);
-)";
-    }
+    std::string howtoConfig() const { return baseGlobals(2, 4, 4, 1, 4) + connection() + itest::howtoVhost(1000); }
 
     void start(const std::string& tmpl) {
         std::string conf = d_->writeConfig(tmpl);

@@ -104,11 +104,7 @@ std::string describe(Conn::Status st, const std::string& reply) {
     return std::string(itest::statusName(st)) + ", reply '" + reply + "'";
 }
 
-std::string pidList(const std::vector<pid_t>& v) {
-    std::ostringstream s;
-    for (size_t i = 0; i < v.size(); ++i) s << (i ? " " : "") << v[i];
-    return s.str();
-}
+using itest::pidList;
 
 // Number of lines in `text` (the line number of its last line when it ends with '\n').
 int lineCount(const std::string& text) {

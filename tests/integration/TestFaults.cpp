@@ -63,13 +63,15 @@ using itest::elapsedMs;
 
 namespace {
 
+using itest::sleepMs;
+using itest::pidList;
+using itest::localPort;
+
 using itest::confString;
 using itest::sqlStatements;
 using itest::srcdir;
 using itest::Counters;
 using itest::eomRequest;
-
-void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 void sleepUntil(Clock::time_point t) { std::this_thread::sleep_until(t); }
 
@@ -79,12 +81,6 @@ long msBetween(Clock::time_point a, Clock::time_point b) {
 
 bool contains(const std::string& hay, const std::string& needle) {
     return hay.find(needle) != std::string::npos;
-}
-
-std::string pidList(const std::vector<pid_t>& v) {
-    std::string s;
-    for (pid_t p : v) s += (s.empty() ? "" : " ") + std::to_string(p);
-    return s;
 }
 
 // Lines of `text` that contain `needle`.
@@ -177,7 +173,6 @@ long acceptBacklog(int port) {
 }
 
 using Load = itest::PostfixLoad;
-using itest::localPort;
 
 // Sums over the messages of a load.
 struct LoadFigures {
@@ -860,37 +855,10 @@ virtual_hosts = (
                confString(action) + "; } ); }\n);\n";
     }
 
-    // The connection block of conf/mtpolicyd-mysql.conf, on the private server's socket.
-    std::string connection() const {
-        return "connections = {\n  db = { module = \"Sql\";\n    dsn = " + confString(db_->dsn()) +
-               ";\n    user = " + confString(itest::MariaDb::kUser) +
-               ";\n    password = " + confString(itest::MariaDb::kPassword) +
-               ";\n    connect_timeout = 5; read_timeout = 10; write_timeout = 10; };\n};\n";
-    }
-
-    // conf/mtpolicyd-mysql.conf's accounting virtual host, with a threshold that is never
-    // reached (every message is answered dunno and counted).
-    static std::string howtoVhost() {
-        return R"(
-virtual_hosts = (
-  {
-    name = "accounting";
-    port = "@PORT1@";
-    plugins = (
-      { name = "QuotaPolicyConfig"; module = "SqlUserConfig";
-        sql_query = "SELECT p.config FROM relay_policies p JOIN relay_hosts h ON (h.relay_policy = p.id) WHERE h.client_address=?";
-        field = "client_address"; },
-      { name = "QuotaIP"; module = "Quota";
-        field = "client_address"; metric = "count";
-        threshold = 100000000; uc_threshold = "quota_count";
-        action = "defer you exceeded your monthly limit, please insert coin"; },
-      { name = "AcctIP"; module = "Accounting";
-        fields = "client_address"; }
-    );
-  }
-);
-)";
-    }
+    std::string connection() const { return itest::howtoConnection(*db_); }
+    // The how-to with a threshold that is never reached (every message is answered dunno
+    // and counted).
+    static std::string howtoVhost() { return itest::howtoVhost(100000000); }
 
     // The shared MariaDB, running, with fresh how-to tables of sql/mysql.sql.
     void prepareDb() {

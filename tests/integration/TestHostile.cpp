@@ -60,11 +60,13 @@ using itest::Daemon;
 
 namespace {
 
+using itest::sleepMs;
+using itest::pidList;
+using itest::localPort;
+
 using itest::confString;
 using itest::sqlStatements;
 using itest::srcdir;
-
-void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 double msBetween(Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -98,20 +100,6 @@ const std::string kPlainReply = "action=dunno\n\n";
 std::string describe(Conn::Status st, const std::string& reply) {
     std::string shown = reply.size() > 200 ? reply.substr(0, 200) + "..." : reply;
     return std::string(itest::statusName(st)) + ", reply '" + shown + "'";
-}
-
-std::string pidList(const std::vector<pid_t>& v) {
-    std::string s;
-    for (pid_t p : v) s += (s.empty() ? "" : " ") + std::to_string(p);
-    return s;
-}
-
-// The local port of a connected TCP socket (how the daemon's log names the peer).
-int localPort(int fd) {
-    sockaddr_in sa{};
-    socklen_t len = sizeof sa;
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) return -1;
-    return ntohs(sa.sin_port);
 }
 
 // The q-quantile (0 < q <= 1) of `v` (nearest rank).

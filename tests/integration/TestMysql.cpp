@@ -31,6 +31,8 @@ using mtp::SqlSettings;
 
 namespace {
 
+using itest::sleepMs;
+
 bool contains(const std::string& hay, const std::string& needle) {
     return hay.find(needle) != std::string::npos;
 }
@@ -55,8 +57,6 @@ std::string dbErrorOf(Fn fn) {
     CPPUNIT_FAIL("expected DbError");
     return "";
 }
-
-void sleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
 }  // namespace
 
