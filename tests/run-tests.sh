@@ -12,23 +12,8 @@ passed=0
 failed=0
 
 # 1. The test programs (unit and integration), through automake's harness.
-make -j"$jobs" --no-print-directory check >/dev/null 2>&1
-for log in tests/unit/unit-tests.log tests/integration/integration-tests.log; do
-    name=$(basename "$log" .log)
-    line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed$" "$log" 2>/dev/null | tail -n 1)
-    if [ -z "$line" ]; then
-        echo "$name: no summary line (crashed or did not build); see $build/$log"
-        [ -f "$log" ] && tail -n 20 "$log"
-        failed=$((failed + 1))
-        continue
-    fi
-    grep -E '^FAIL ' "$log" || true
-    echo "$line"
-    p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\1/')
-    f=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed/\2/')
-    passed=$((passed + p))
-    failed=$((failed + f))
-done
+. "$src/tests/check-summary.sh"
+check_programs "$build" "$jobs"
 
 # 2. The manual pages must be clean under mandoc's linter.
 for page in "$src"/man/*.[0-9]; do
