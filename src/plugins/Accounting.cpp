@@ -79,7 +79,7 @@ public:
         long long size = attrNumber(r, "size");
         time_t now = time(nullptr);
         std::string timeKey = formatLocalTime(timePattern_, now);
-        std::vector<std::pair<Table*, std::string>> todo;
+        Todo todo;
         for (auto& t : tables_) {
             const std::string* value = r.attr(t.field);
             if (!value || trim(*value).empty()) {
@@ -100,22 +100,7 @@ public:
             if (instance != *instanceAttr)
                 warnShortened(instanceWarned_, "instance", *instanceAttr, kMaxInstance);
             ensureInstanceTable();
-            bool counted = true;
-            db_->begin();
-            try {
-                SqlResult res = db_->execute(
-                    instanceInsertSql_, {SqlParam::of(name_), SqlParam::of(instance), SqlParam::of(static_cast<long long>(now))});
-                if (res.affected == 0) {
-                    counted = false;
-                    db_->rollback();
-                } else {
-                    for (auto& [t, key] : todo) update(*t, key, timeKey, rcpt, size, true);
-                    db_->commit();
-                }
-            } catch (...) {
-                db_->rollback();
-                throw;
-            }
+            bool counted = countOnce(todo, instance, timeKey, rcpt, size, now);
             if (!counted)
                 log(r, "accounting already done for this mail (instance " + instance +
                            " is in " + instanceTable_ + "), skipping");
@@ -131,6 +116,42 @@ public:
     }
 
 private:
+    struct Table;
+    using Todo = std::vector<std::pair<Table*, std::string>>;  // tables to count in, with their keys
+
+    // Records the instance and counts the message in every table of `todo`, in one
+    // transaction; nothing when the instance had already been recorded (returns false).
+    bool countOnce(const Todo& todo, const std::string& instance, const std::string& timeKey, long long rcpt,
+                   long long size, time_t now) {
+        std::vector<SqlParam> instanceParams{SqlParam::of(name_), SqlParam::of(instance),
+                                             SqlParam::of(static_cast<long long>(now))};
+        if (db_->driver() == Dsn::Driver::Mysql) {
+            // One round trip (executeTransaction). The condition is evaluated by the server
+            // between the statements: @mtp_counted holds the instance INSERT's ROW_COUNT(), so
+            // the counts change only with a new instance row and the total is 0 without one.
+            std::vector<SqlStatement> batch;
+            batch.push_back({instanceInsertSql_, std::move(instanceParams)});
+            batch.push_back({"SET @mtp_counted = ROW_COUNT()", {}});
+            for (const auto& [t, key] : todo)
+                batch.push_back({t->guardedUpsertSql, {SqlParam::of(key), SqlParam::of(timeKey), SqlParam::of(rcpt),
+                                                       SqlParam::of(size), SqlParam::of(size * rcpt)}});
+            return db_->executeTransaction(batch) > 0;
+        }
+        db_->begin();
+        try {
+            if (db_->execute(instanceInsertSql_, instanceParams).affected == 0) {
+                db_->rollback();
+                return false;
+            }
+            for (const auto& [t, key] : todo) update(*t, key, timeKey, rcpt, size, true);
+            db_->commit();
+            return true;
+        } catch (...) {
+            db_->rollback();
+            throw;
+        }
+    }
+
     struct Table {
         std::string field;
         std::string name;
@@ -139,6 +160,7 @@ private:
         bool upsert = true;  // false: a Perl-made SQLite table whose duplicates forbid a unique index
         bool warnedLong = false;  // a shortened value has been reported (once per worker)
         std::string upsertSql, updateSql, insertSql;
+        std::string guardedUpsertSql;  // MySQL: upsertSql run only when @mtp_counted > 0
     };
 
     // Reports (once per worker and field, `warned`) that a value longer than its column (or not
@@ -178,6 +200,13 @@ private:
                           " ON DUPLICATE KEY UPDATE `count` = `count` + 1,"
                           " `count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`),"
                           " `size` = `size` + VALUES(`size`), `size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)";
+            // The same upsert when @mtp_counted > 0: in a batch after the instance INSERT.
+            t.guardedUpsertSql = "INSERT INTO " + q +
+                                 " (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`)"
+                                 " SELECT ?, ?, 1, ?, ?, ? FROM DUAL WHERE @mtp_counted > 0"
+                                 " ON DUPLICATE KEY UPDATE `count` = `count` + 1,"
+                                 " `count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`),"
+                                 " `size` = `size` + VALUES(`size`), `size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)";
         } else {
             if (!db_->tableExists(t.name)) {
                 db_->executeDirect("CREATE TABLE IF NOT EXISTS " + q +

@@ -12,10 +12,11 @@ namespace mtp {
 namespace sqldetail {
 
 // A MySQL/MariaDB connection. `pingAfterIdle`: a handle unused for longer than this is pinged
-// before it is reused (tests shorten it; the daemon uses the default).
+// before it is reused (tests shorten it; the daemon uses the default). `compound`: false runs
+// executeTransaction statement by statement even on MariaDB, as on MySQL (for tests).
 std::unique_ptr<SqlConnection> makeMysqlConnection(
     const SqlSettings& settings,
-    std::chrono::milliseconds pingAfterIdle = std::chrono::seconds(30));
+    std::chrono::milliseconds pingAfterIdle = std::chrono::seconds(30), bool compound = true);
 
 std::unique_ptr<SqlConnection> makeSqliteConnection(const SqlSettings& settings);
 

@@ -119,8 +119,8 @@ constexpr unsigned long kMinColumnBuffer = 64;
 
 class MysqlConnection final : public SqlConnection {
   public:
-    MysqlConnection(const SqlSettings& settings, std::chrono::milliseconds pingAfterIdle)
-        : settings_(settings), pingAfterIdle_(pingAfterIdle) {}
+    MysqlConnection(const SqlSettings& settings, std::chrono::milliseconds pingAfterIdle, bool compound)
+        : settings_(settings), pingAfterIdle_(pingAfterIdle), allowCompound_(compound) {}
 
     ~MysqlConnection() override {
         if (db_ && owner_ != processGeneration()) abandon();
@@ -165,6 +165,37 @@ class MysqlConnection final : public SqlConnection {
             executeDirect("ROLLBACK");
         } catch (...) {
             // The session is gone or broken: the server rolls back on its own.
+        }
+    }
+
+    // MariaDB (10.1.1 and later): one prepared anonymous compound statement, "BEGIN NOT
+    // ATOMIC <on any error: ROLLBACK, RESIGNAL>; START TRANSACTION; s1; ...; sN; COMMIT; END",
+    // cached like any statement: one round trip, one reply, whose affected-row count is the
+    // total of the statements inside. MySQL: the statements one by one in a transaction.
+    uint64_t executeTransaction(const std::vector<SqlStatement>& statements) override {
+        if (inTransaction_) throw DbError(prefix() + "executeTransaction inside a transaction");
+        handle();  // connects, so that compound_ is known
+        if (!compound_) return SqlConnection::executeTransaction(statements);
+        std::string sql =
+            "BEGIN NOT ATOMIC DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
+            "START TRANSACTION; ";
+        std::vector<SqlParam> params;
+        for (const auto& st : statements) {
+            sql += st.sql + "; ";
+            params.insert(params.end(), st.params.begin(), st.params.end());
+        }
+        sql += "COMMIT; END";
+        try {
+            return execute(sql, params).affected;
+        } catch (const DbUnavailable&) {
+            throw;  // the server rolls back a lost session's transaction
+        } catch (const DbError&) {
+            // The handler has rolled back; make sure of it should the failure lie elsewhere.
+            if (db_) {
+                inTransaction_ = true;
+                rollback();
+            }
+            throw;
         }
     }
 
@@ -335,6 +366,10 @@ class MysqlConnection final : public SqlConnection {
             throw DbUnavailable(prefix() + "cannot connect: " + why);
         }
         db_ = std::move(m);
+        // MariaDB 10.1.1 added anonymous compound statements (BEGIN NOT ATOMIC ... END).
+        const char* server = mysql_get_server_info(db_.get());
+        compound_ = allowCompound_ && server && std::strstr(server, "MariaDB") &&
+                    mysql_get_server_version(db_.get()) >= 100101;
         owner_ = processGeneration();
         lastUsed_ = Clock::now();
         if (down_)
@@ -463,6 +498,8 @@ class MysqlConnection final : public SqlConnection {
     std::chrono::milliseconds pingAfterIdle_;
     unsigned owner_ = 0;  // processGeneration() when db_ was connected
     bool inTransaction_ = false;
+    bool allowCompound_;
+    bool compound_ = false;  // the server runs BEGIN NOT ATOMIC ... END (MariaDB)
     MysqlPtr db_;
     // Declared after db_ so that the statements are closed before their handle.
     std::unordered_map<std::string, StmtPtr> stmts_;
@@ -476,13 +513,13 @@ class MysqlConnection final : public SqlConnection {
 }  // namespace
 
 std::unique_ptr<SqlConnection> makeMysqlConnection(const SqlSettings& settings,
-                                                   std::chrono::milliseconds pingAfterIdle) {
+                                                   std::chrono::milliseconds pingAfterIdle, bool compound) {
     // Initialise the client library (and the TLS library it starts) once, here in the master
     // while it reads the configuration: every worker inherits it at fork instead of paying
     // for it (time and about 2 MB of resident memory each) on its first query.
     static const bool initialised = mysql_library_init(0, nullptr, nullptr) == 0;
     if (!initialised) throw DbError("database '" + settings.name + "': cannot initialise the MySQL client library");
-    return std::make_unique<MysqlConnection>(settings, pingAfterIdle);
+    return std::make_unique<MysqlConnection>(settings, pingAfterIdle, compound);
 }
 
 }  // namespace sqldetail

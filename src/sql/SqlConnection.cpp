@@ -34,6 +34,19 @@ std::string scrub(std::string text, const std::string& secret) {
 
 }  // namespace sqldetail
 
+uint64_t SqlConnection::executeTransaction(const std::vector<SqlStatement>& statements) {
+    uint64_t affected = 0;
+    begin();
+    try {
+        for (const auto& s : statements) affected += execute(s.sql, s.params).affected;
+        commit();
+    } catch (...) {
+        rollback();
+        throw;
+    }
+    return affected;
+}
+
 std::unique_ptr<SqlConnection> makeSqlConnection(const SqlSettings& settings) {
     switch (settings.dsn.driver) {
         case Dsn::Driver::Mysql:

@@ -10,8 +10,8 @@
 // "action=dunno") and measures against that: the ceiling the protocol allows on this host.
 // With --ceiling-sql it sends no policy requests at all but runs, per generated message, the
 // SQL statements of the accounting how-to chain (SqlUserConfig, Quota, and Accounting's
-// transaction: instance record and counter upsert) straight through the MariaDB/MySQL client
-// library: the ceiling the database allows.
+// transaction: instance record and guarded counter upsert, on MariaDB as one prepared compound
+// statement) straight through the MariaDB/MySQL client library: the ceiling the database allows.
 // --idle N holds N extra, silent connections open during the load (each answered once
 // before it starts), and --daemon-pid samples the memory of the server's process tree.
 
@@ -152,9 +152,9 @@ void printUsage(std::ostream& out) {
         << "                             statements of the accounting how-to chain (relay\n"
         << "                             policy SELECT, quota SELECT, then in a transaction\n"
         << "                             the instance INSERT IGNORE on acct_instances and the\n"
-        << "                             upsert on acct_client_address) as prepared\n"
-        << "                             statements, one database connection per -c; the\n"
-        << "                             tables must exist\n"
+        << "                             upsert on acct_client_address, on MariaDB as one\n"
+        << "                             compound statement) as prepared statements, one\n"
+        << "                             database connection per -c; the tables must exist\n"
         << "      --mysql-socket PATH    --ceiling-sql: the server's unix socket\n"
         << "      --mysql-host HOST:PORT --ceiling-sql: TCP address instead (loopback only);\n"
         << "                             neither: the client library's default socket\n"
@@ -595,21 +595,31 @@ void runWorker(LoadPlan& plan, unsigned index, WorkerStats& stats) {
 // The statements of the accounting how-to chain, byte for byte as the daemon's plugins send
 // them: SqlUserConfig with the how-to's sql_query, Quota (field client_address, metric count)
 // and Accounting (fields client_address, plugin name AcctIP), which records the instance in
-// acct_instances in the same transaction as the counts.
+// acct_instances and counts only when that row is new, in one transaction: on MariaDB one
+// prepared compound statement (one round trip), elsewhere START TRANSACTION, the three
+// statements and COMMIT (SqlConnection::executeTransaction).
 constexpr const char* kSqlRelayPolicy =
     "SELECT p.config FROM relay_policies p JOIN relay_hosts h ON (h.relay_policy = p.id) "
     "WHERE h.client_address=?";
 constexpr const char* kSqlQuota =
     "SELECT `count` FROM `acct_client_address` WHERE `key` = ? AND `time` = ?";
-constexpr const char* kSqlAccounting =
-    "INSERT INTO `acct_client_address` (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`) "
-    "VALUES (?, ?, 1, ?, ?, ?) ON DUPLICATE KEY UPDATE `count` = `count` + 1, "
-    "`count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`), `size` = `size` + VALUES(`size`), "
-    "`size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)";
 constexpr const char* kSqlInstance =
     "INSERT IGNORE INTO `acct_instances` (`plugin`, `instance`, `time`) VALUES (?, ?, ?)";
-constexpr int kSqlStatements = 4;  // prepared; plus START TRANSACTION and COMMIT
-constexpr int kSqlRoundTrips = 6;
+constexpr const char* kSqlCounted = "SET @mtp_counted = ROW_COUNT()";
+constexpr const char* kSqlAccounting =
+    "INSERT INTO `acct_client_address` (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`) "
+    "SELECT ?, ?, 1, ?, ?, ? FROM DUAL WHERE @mtp_counted > 0 ON DUPLICATE KEY UPDATE `count` = `count` + 1, "
+    "`count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`), `size` = `size` + VALUES(`size`), "
+    "`size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)";
+// MysqlConnection::executeTransaction's compound statement around the three.
+const std::string kSqlCompound =
+    std::string("BEGIN NOT ATOMIC DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
+                "START TRANSACTION; ") +
+    kSqlInstance + "; " + kSqlCounted + "; " + kSqlAccounting + "; COMMIT; END";
+// Prepared statements of a session, in the order they run. MariaDB: 0, 1, 5; others: 0-4.
+enum SqlStmt { kStRelay, kStQuota, kStInstance, kStCounted, kStAccounting, kStCompound, kSqlStatements };
+// Round trips per message of the last session opened (3 on MariaDB, 7 elsewhere).
+std::atomic<int> gSqlRoundTrips{0};
 
 // Where the database is: a loopback TCP address, a unix socket, or (both empty) the client
 // library's default socket.
@@ -678,8 +688,13 @@ class SqlSession {
             close();
             return false;
         }
-        const char* const sql[kSqlStatements] = {kSqlRelayPolicy, kSqlQuota, kSqlInstance, kSqlAccounting};
+        // As MysqlConnection: MariaDB 10.1.1 and later run the transaction as one statement.
+        const char* server = mysql_get_server_info(db_);
+        compound_ = server && std::strstr(server, "MariaDB") && mysql_get_server_version(db_) >= 100101;
+        const std::string sql[kSqlStatements] = {kSqlRelayPolicy, kSqlQuota, kSqlInstance,
+                                                 kSqlCounted, kSqlAccounting, kSqlCompound};
         for (int i = 0; i < kSqlStatements; ++i) {
+            if (compound_ ? (i >= kStInstance && i <= kStAccounting) : i == kStCompound) continue;
             stmt_[i] = mysql_stmt_init(db_);
             if (!stmt_[i]) {
                 error = std::string("mysql_stmt_init: ") + mysql_error(db_);
@@ -688,8 +703,8 @@ class SqlSession {
             }
             BindBool on = 1;
             mysql_stmt_attr_set(stmt_[i], STMT_ATTR_UPDATE_MAX_LENGTH, &on);
-            if (mysql_stmt_prepare(stmt_[i], sql[i], std::strlen(sql[i])) != 0) {
-                error = std::string("cannot prepare ") + sql[i] + ": " + mysql_stmt_error(stmt_[i]);
+            if (mysql_stmt_prepare(stmt_[i], sql[i].data(), sql[i].size()) != 0) {
+                error = "cannot prepare " + sql[i] + ": " + mysql_stmt_error(stmt_[i]);
                 close();
                 return false;
             }
@@ -697,22 +712,26 @@ class SqlSession {
         bindText(bindRelay_[0], address_, addressLength_);
         bindText(bindQuota_[0], address_, addressLength_);
         bindText(bindQuota_[1], month_, monthLength_);
-        bindText(bindInstance_[0], plugin_, pluginLength_);
-        bindText(bindInstance_[1], instance_, instanceLength_);
-        bindInteger(bindInstance_[2], now_);
-        bindText(bindAcct_[0], address_, addressLength_);
-        bindText(bindAcct_[1], month_, monthLength_);
-        bindInteger(bindAcct_[2], recipients_);
-        bindInteger(bindAcct_[3], size_);
-        bindInteger(bindAcct_[4], sizeRecipients_);
-        MYSQL_BIND* binds[kSqlStatements] = {bindRelay_, bindQuota_, bindInstance_, bindAcct_};
+        // The compound statement's parameters: the instance INSERT's, then the upsert's.
+        bindText(bindTransaction_[0], plugin_, pluginLength_);
+        bindText(bindTransaction_[1], instance_, instanceLength_);
+        bindInteger(bindTransaction_[2], now_);
+        bindText(bindTransaction_[3], address_, addressLength_);
+        bindText(bindTransaction_[4], month_, monthLength_);
+        bindInteger(bindTransaction_[5], recipients_);
+        bindInteger(bindTransaction_[6], size_);
+        bindInteger(bindTransaction_[7], sizeRecipients_);
+        MYSQL_BIND* binds[kSqlStatements] = {bindRelay_, bindQuota_, bindTransaction_, nullptr,
+                                             bindTransaction_ + 3, bindTransaction_};
         for (int i = 0; i < kSqlStatements; ++i) {
+            if (!stmt_[i] || !binds[i]) continue;
             if (mysql_stmt_bind_param(stmt_[i], binds[i]) != 0) {
                 error = std::string("mysql_stmt_bind_param: ") + mysql_stmt_error(stmt_[i]);
                 close();
                 return false;
             }
         }
+        gSqlRoundTrips = compound_ ? 3 : 7;
         return true;
     }
 
@@ -741,12 +760,14 @@ class SqlSession {
         recipients_ = static_cast<long long>(recipients);
         size_ = static_cast<long long>(size);
         sizeRecipients_ = size_ * recipients_;
-        static const char* const kNames[kSqlStatements] = {"relay policy SELECT", "quota SELECT",
-                                                          "instance INSERT IGNORE",
-                                                          "accounting INSERT ... ON DUPLICATE KEY UPDATE"};
-        for (int i = 0; i < kSqlStatements; ++i) {
+        static const char* const kNames[kSqlStatements] = {
+            "relay policy SELECT", "quota SELECT", "instance INSERT IGNORE", "SET @mtp_counted",
+            "accounting INSERT ... SELECT ... ON DUPLICATE KEY UPDATE", "accounting transaction"};
+        const SqlStmt order[] = {kStRelay, kStQuota, kStInstance, kStCounted, kStAccounting, kStCompound};
+        for (SqlStmt i : order) {
+            if (!stmt_[i]) continue;
             uint64_t rows = 0;
-            if (i == 2 && !query("START TRANSACTION", error, lost)) return false;
+            if (i == kStInstance && !query("START TRANSACTION", error, lost)) return false;
             if (!execute(stmt_[i], rows)) {
                 unsigned code = mysql_stmt_errno(stmt_[i]);
                 error = std::string(kNames[i]) + ": " + std::to_string(code) + " " + mysql_stmt_error(stmt_[i]);
@@ -754,11 +775,13 @@ class SqlSession {
                 // ER_CONNECTION_KILLED, ER_UNKNOWN_STMT_HANDLER, ER_CLIENT_INTERACTION_TIMEOUT
                 lost = code == 2006 || code == 2013 || code == 2055 || code == 1053 || code == 1927 ||
                        code == 1243 || code == 4031;
+                std::string ignored;
+                if (!lost && !compound_ && i >= kStInstance) query("ROLLBACK", ignored, lost);
                 return false;
             }
-            if (i == 0) policyFound = rows > 0;
+            if (i == kStRelay) policyFound = rows > 0;
         }
-        return query("COMMIT", error, lost);
+        return compound_ || query("COMMIT", error, lost);
     }
 
   private:
@@ -826,10 +849,10 @@ class SqlSession {
     char instance_[128] = {};
     unsigned long instanceLength_ = 0;
     long long now_ = 0;
-    MYSQL_BIND bindInstance_[3];
+    bool compound_ = false;  // MariaDB: kStCompound instead of kStInstance..kStAccounting
     MYSQL_BIND bindRelay_[1];
     MYSQL_BIND bindQuota_[2];
-    MYSQL_BIND bindAcct_[5];
+    MYSQL_BIND bindTransaction_[8];  // kStCompound's; kStInstance uses the first 3, kStAccounting the rest
     // Result buffer: one column (config, or count). A longer config is fetched truncated
     // (MYSQL_DATA_TRUNCATED) and still counts as a row: the values are not used.
     char column_[4096];
@@ -1561,7 +1584,7 @@ void printText(const Report& r) {
     row("latency_us", "p50 " + std::to_string(r.p50) + "  p99 " + std::to_string(r.p99) +
                           "  max " + std::to_string(r.max));
     if (r.sql) {
-        row("statements_per_req", std::to_string(kSqlRoundTrips));
+        row("round_trips_per_req", std::to_string(gSqlRoundTrips.load()));
         row("relay_policy", "found " + std::to_string(r.policyFound) + ", missing " +
                                 std::to_string(r.policyMissing));
         row("errors", std::to_string(r.errors) + " (sql errors " + std::to_string(r.sqlErrors) +
@@ -1643,7 +1666,7 @@ void printJson(const Report& r) {
            ",\"replies_without_action\":" + std::to_string(r.badReplies) +
            ",\"sql_errors\":" + std::to_string(r.sqlErrors) + "}";
     if (r.sql) {
-        out += ",\"statements_per_request\":" + std::to_string(kSqlRoundTrips);
+        out += ",\"round_trips_per_request\":" + std::to_string(gSqlRoundTrips.load());
         out += ",\"relay_policy\":{\"found\":" + std::to_string(r.policyFound) +
                ",\"missing\":" + std::to_string(r.policyMissing) + "}";
     }
@@ -1935,8 +1958,7 @@ int main(int argc, char** argv) {
     try {
         if (options.ceilingSql) {
             sqlTarget = sqlTargetFrom(options);
-            target.label = "sql ceiling via " + sqlTarget.label + " (" + std::to_string(kSqlRoundTrips) +
-                           " statements per request)";
+            target.label = "sql ceiling via " + sqlTarget.label;
         } else if (options.ceilingProtocol) {
             responder = std::make_unique<Responder>();
             target = resolveHost("127.0.0.1:" + std::to_string(responder->port()));

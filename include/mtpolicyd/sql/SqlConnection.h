@@ -81,6 +81,12 @@ struct SqlParam {
     }
 };
 
+// One statement of a batch (SqlConnection::executeTransaction).
+struct SqlStatement {
+    std::string sql;
+    std::vector<SqlParam> params;
+};
+
 using SqlRow = std::vector<std::optional<std::string>>;  // nullopt = SQL NULL
 
 struct SqlResult {
@@ -104,6 +110,12 @@ public:
     virtual void begin() = 0;
     virtual void commit() = 0;
     virtual void rollback() noexcept = 0;
+    // Runs `statements` in order as one transaction and returns the number of rows they
+    // changed in total; when one fails, the transaction is rolled back and DbError is thrown.
+    // By default begin(), execute() each, commit(). MariaDB sends them as one prepared compound
+    // statement (BEGIN NOT ATOMIC ... END): one round trip however many statements, so each
+    // statement must be valid inside one (no DDL, no result sets). Not inside begin()/commit().
+    virtual uint64_t executeTransaction(const std::vector<SqlStatement>& statements);
     virtual bool tableExists(const std::string& table) = 0;
     virtual Dsn::Driver driver() const = 0;
     virtual const std::string& name() const = 0;
