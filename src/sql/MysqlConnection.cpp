@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -114,6 +115,30 @@ struct Failure : std::exception {
 
 Failure stmtFailure(MYSQL_STMT* st) { return Failure(mysql_stmt_errno(st), mysql_stmt_error(st)); }
 
+// The `?` placeholders of a statement: those outside quoted strings, quoted identifiers and
+// comments (what the server counts when it prepares the statement).
+size_t countPlaceholders(const std::string& sql) {
+    size_t n = 0;
+    for (size_t i = 0; i < sql.size(); ++i) {
+        char c = sql[i];
+        if (c == '\'' || c == '"' || c == '`') {
+            for (++i; i < sql.size() && sql[i] != c; ++i)
+                if (sql[i] == '\\' && c != '`') ++i;
+        } else if (c == '#' || (c == '-' && sql.compare(i, 2, "--") == 0 &&
+                                (i + 2 == sql.size() || std::isspace(static_cast<unsigned char>(sql[i + 2]))))) {
+            i = sql.find('\n', i);
+            if (i == std::string::npos) break;
+        } else if (c == '/' && sql.compare(i, 2, "/*") == 0) {
+            i = sql.find("*/", i + 2);
+            if (i == std::string::npos) break;
+            ++i;
+        } else if (c == '?') {
+            ++n;
+        }
+    }
+    return n;
+}
+
 // Result columns start with a buffer this large; longer values are fetched again in full.
 constexpr unsigned long kMinColumnBuffer = 64;
 
@@ -181,7 +206,15 @@ class MysqlConnection final : public SqlConnection {
             "START TRANSACTION; ";
         std::vector<SqlParam> params;
         for (const auto& st : statements) {
-            sql += st.sql + "; ";
+            // The statements share one parameter list: each must bring exactly its own.
+            size_t expected = countPlaceholders(st.sql);
+            if (expected != st.params.size())
+                throw DbError(prefix() + "statement expects " + std::to_string(expected) + " parameters, got " +
+                              std::to_string(st.params.size()) + " (statement: " + st.sql + ")");
+            // Without a trailing ';' of its own, and ended on a new line, so that a trailing
+            // comment ends with its statement.
+            size_t end = st.sql.find_last_not_of(" \t\r\n;");
+            sql += st.sql.substr(0, end == std::string::npos ? 0 : end + 1) + "\n; ";
             params.insert(params.end(), st.params.begin(), st.params.end());
         }
         sql += "COMMIT; END";
@@ -438,6 +471,7 @@ class MysqlConnection final : public SqlConnection {
         unsigned cols = mysql_stmt_field_count(st);
         if (cols == 0) {
             result.affected = mysql_stmt_affected_rows(st);
+            drainResults(st, result);
             return result;
         }
         if (mysql_stmt_store_result(st) != 0) throw stmtFailure(st);
@@ -489,7 +523,26 @@ class MysqlConnection final : public SqlConnection {
             }
             result.rows.push_back(std::move(row));
         }
+        drainResults(st, result);
         return result;
+    }
+
+    // A CALL or a compound statement can send more results after the first (a result set per
+    // SELECT inside, then the final status). They are read off the wire here, or the session
+    // would be out of step for the next command; only the first result set's rows are kept,
+    // and `affected` is that of the final status.
+    static void drainResults(MYSQL_STMT* st, SqlResult& result) {
+        while (mysql_stmt_more_results(st)) {
+            mysql_stmt_free_result(st);
+            int rc = mysql_stmt_next_result(st);
+            if (rc > 0) throw stmtFailure(st);
+            if (rc < 0) break;
+            if (mysql_stmt_field_count(st) == 0) {
+                result.affected = mysql_stmt_affected_rows(st);
+            } else if (mysql_stmt_store_result(st) != 0) {
+                throw stmtFailure(st);
+            }
+        }
     }
 
     bool retrySafe_ = false;  // the last failure happened before the statement reached the server

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,7 +29,9 @@ using mtp::DbNoSuchTable;
 using mtp::SqlConnection;
 using mtp::SqlParam;
 using mtp::SqlResult;
+using mtp::SqlRow;
 using mtp::SqlSettings;
+using mtp::SqlStatement;
 
 namespace {
 
@@ -58,6 +62,18 @@ std::string dbErrorOf(Fn fn) {
     return "";
 }
 
+// Rows as text for failure messages: values quoted, NULL bare.
+std::string show(const std::vector<SqlRow>& rows) {
+    std::string out;
+    for (const auto& row : rows) {
+        out += "(";
+        for (size_t i = 0; i < row.size(); ++i)
+            out += (i ? ", " : "") + (row[i] ? "'" + *row[i] + "'" : std::string("NULL"));
+        out += ") ";
+    }
+    return out;
+}
+
 }  // namespace
 
 class TestMysql : public CppUnit::TestFixture {
@@ -67,6 +83,11 @@ class TestMysql : public CppUnit::TestFixture {
     CPPUNIT_TEST(testStatementReuseAndErrors);
     CPPUNIT_TEST(testNoSuchTable);
     CPPUNIT_TEST(testSyntaxError);
+    CPPUNIT_TEST(testTransactionTotalsAndValues);
+    CPPUNIT_TEST(testTransactionRollback);
+    CPPUNIT_TEST(testTransactionGuardedUpsert);
+    CPPUNIT_TEST(testTransactionRoundTrips);
+    CPPUNIT_TEST(testTransactionMisuse);
     CPPUNIT_TEST(testWrongPassword);
     CPPUNIT_TEST(testUnreachableFailsFast);
     CPPUNIT_TEST(testKilledSession);
@@ -250,6 +271,298 @@ class TestMysql : public CppUnit::TestFixture {
         CPPUNIT_ASSERT_THROW(c->executeDirect("SELECT 1; SELECT 2"), DbError);
         CPPUNIT_ASSERT_EQUAL(std::string("1"), cell(c->execute("SELECT 1", {}), 0, 0));
         CPPUNIT_ASSERT(!contains(log(), "connection lost"));
+    }
+
+    // --- executeTransaction -----------------------------------------------------------------
+    // Each test runs on a default connection (MariaDB: one compound statement, BEGIN NOT ATOMIC
+    // ... END) and on one forced to the statement-by-statement path that MySQL servers get.
+
+    struct Mode {
+        std::string name;
+        std::unique_ptr<SqlConnection> c;
+    };
+    std::vector<Mode> bothModes() {
+        std::vector<Mode> modes;
+        modes.push_back({"compound", connect()});
+        modes.push_back({"one by one", mtp::sqldetail::makeMysqlConnection(
+                                           db_->settings(), std::chrono::seconds(30), false)});
+        return modes;
+    }
+
+    // The total of affected rows, and every value (quotes, backslashes, UTF-8, NULL, integers)
+    // arrives intact: the parameters of all statements are bound in order, none pasted.
+    void testTransactionTotalsAndValues() {
+        const std::string quote = "O'Reilly's ''doubled''";
+        const std::string backslash = "C:\\dir\\n\\0 \\' end\\";
+        const std::string dquote = "say \"hi\" \"";
+        const std::string utf8 = "gr\xc3\xbc\xc3\x9f \xf0\x9f\x93\xa7 \xe2\x82\xac";  // grüß 📧 €
+        const std::string ins = "INSERT INTO tx_v (id, s, n) VALUES (?, ?, ?)";
+        for (auto& m : bothModes()) {
+            SqlConnection& c = *m.c;
+            c.executeDirect("DROP TABLE IF EXISTS tx_v");
+            c.executeDirect(
+                "CREATE TABLE tx_v (id INT PRIMARY KEY, s VARCHAR(255) NULL, n BIGINT NULL) "
+                "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+            std::vector<SqlStatement> tx = {
+                {ins, {SqlParam::of(1LL), text(quote), SqlParam::of(10LL)}},  // 1
+                {"INSERT INTO tx_v (id, s, n) VALUES (?, ?, ?), (?, ?, ?)",   // 2
+                 {SqlParam::of(2LL), text(backslash), SqlParam::of(-5LL), SqlParam::of(3LL),
+                  text(dquote), SqlParam::null()}},
+                {ins, {SqlParam::of(4LL), text(utf8), SqlParam::of(9223372036854775807LL)}},  // 1
+                {ins, {SqlParam::of(5LL), SqlParam::null(), SqlParam::of(0LL)}},              // 1
+                // A ';' and a '?' inside a literal are neither a statement end nor a parameter.
+                {"INSERT INTO tx_v (id, s, n) VALUES (6, 'semi;colon?', ?)", {SqlParam::of(7LL)}},
+                {"UPDATE tx_v SET n = n + ? WHERE id IN (?, ?)",  // 2
+                 {SqlParam::of(100LL), SqlParam::of(1LL), SqlParam::of(2LL)}},
+            };
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, uint64_t(8), c.executeTransaction(tx));
+
+            std::vector<SqlRow> expected = {
+                {std::string("1"), quote, std::string("110")},
+                {std::string("2"), backslash, std::string("95")},
+                {std::string("3"), dquote, std::nullopt},
+                {std::string("4"), utf8, std::string("9223372036854775807")},
+                {std::string("5"), std::nullopt, std::string("0")},
+                {std::string("6"), std::string("semi;colon?"), std::string("7")},
+            };
+            std::vector<SqlRow> rows = c.execute("SELECT id, s, n FROM tx_v ORDER BY id", {}).rows;
+            CPPUNIT_ASSERT_MESSAGE(m.name + ": " + show(rows), rows == expected);
+            // Committed: another session sees the rows.
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("6"),
+                                         db_->rootQuery("SELECT COUNT(*) FROM tx_v").at(0).at(0));
+
+            // Matched rows count even when unchanged (CLIENT_FOUND_ROWS, inside the compound
+            // statement too); a statement that matches nothing adds 0.
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(
+                m.name, uint64_t(1),
+                c.executeTransaction({{"UPDATE tx_v SET n = n WHERE id = ?", {SqlParam::of(6LL)}},
+                                      {"UPDATE tx_v SET n = 0 WHERE id = ?", {SqlParam::of(99LL)}},
+                                      {"DELETE FROM tx_v WHERE id = ?", {SqlParam::of(99LL)}}}));
+            rows = c.execute("SELECT id, s, n FROM tx_v ORDER BY id", {}).rows;
+            CPPUNIT_ASSERT_MESSAGE(m.name + ": " + show(rows), rows == expected);
+            c.executeDirect("DROP TABLE tx_v");
+        }
+        CPPUNIT_ASSERT(!contains(log(), "connection lost"));
+    }
+
+    // A failing statement undoes the ones before it (the compound statement's handler rolls
+    // back and RESIGNALs, so the error number, and DbNoSuchTable, survive), and the connection
+    // is fine afterwards: no transaction left open, autocommit back on.
+    void testTransactionRollback() {
+        const std::string ins = "INSERT INTO tx_r (k, n) VALUES (?, ?)";
+        const std::string all = "SELECT k, n FROM tx_r ORDER BY k";
+        for (auto& m : bothModes()) {
+            SqlConnection& c = *m.c;
+            c.executeDirect("DROP TABLE IF EXISTS tx_r, tx_missing");
+            c.executeDirect("CREATE TABLE tx_r (k VARCHAR(20) PRIMARY KEY, n INT NOT NULL) "
+                            "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+            CPPUNIT_ASSERT_EQUAL(uint64_t(1), c.execute(ins, {text("a"), SqlParam::of(1LL)}).affected);
+            const std::vector<SqlRow> before = {{std::string("a"), std::string("1")}};
+
+            // The second statement refers to a missing table.
+            try {
+                c.executeTransaction({{ins, {text("b"), SqlParam::of(2LL)}},
+                                      {"INSERT INTO tx_missing (n) VALUES (?)", {SqlParam::of(1LL)}}});
+                CPPUNIT_FAIL(m.name + ": expected DbNoSuchTable");
+            } catch (const DbNoSuchTable& e) {
+                CPPUNIT_ASSERT_MESSAGE(m.name + ": " + e.what(), contains(e.what(), "database 'db'"));
+                CPPUNIT_ASSERT_MESSAGE(m.name + ": " + e.what(), contains(e.what(), "tx_missing"));
+            }
+            std::vector<SqlRow> rows = c.execute(all, {}).rows;
+            CPPUNIT_ASSERT_MESSAGE(m.name + ": " + show(rows), rows == before);
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("1"),
+                                         db_->rootQuery("SELECT COUNT(*) FROM tx_r").at(0).at(0));
+
+            // The third statement hits a duplicate key: an ordinary DbError; the UPDATE and
+            // INSERT before it are undone.
+            try {
+                c.executeTransaction({{"UPDATE tx_r SET n = n + ?", {SqlParam::of(10LL)}},
+                                      {ins, {text("c"), SqlParam::of(3LL)}},
+                                      {ins, {text("a"), SqlParam::of(9LL)}}});
+                CPPUNIT_FAIL(m.name + ": expected DbError");
+            } catch (const DbNoSuchTable& e) {
+                CPPUNIT_FAIL(m.name + ": a duplicate key is not a missing table: " + e.what());
+            } catch (const DbError& e) {
+                CPPUNIT_ASSERT_MESSAGE(m.name + ": " + e.what(), contains(e.what(), "Duplicate entry"));
+            }
+            rows = c.execute(all, {}).rows;
+            CPPUNIT_ASSERT_MESSAGE(m.name + ": " + show(rows), rows == before);
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("1"),
+                                         db_->rootQuery("SELECT COUNT(*) FROM tx_r").at(0).at(0));
+
+            // The same connection: no transaction open, a plain execute() commits at once, and
+            // another transaction works.
+            SqlResult r = c.execute("SELECT @@in_transaction, @@autocommit", {});
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("0"), cell(r, 0, 0));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("1"), cell(r, 0, 1));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, uint64_t(1),
+                                         c.execute(ins, {text("d"), SqlParam::of(4LL)}).affected);
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("2"),
+                                         db_->rootQuery("SELECT COUNT(*) FROM tx_r").at(0).at(0));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(
+                m.name, uint64_t(2),
+                c.executeTransaction({{ins, {text("e"), SqlParam::of(5LL)}},
+                                      {ins, {text("f"), SqlParam::of(6LL)}}}));
+            auto seen = db_->rootQuery("SELECT k, n FROM tx_r ORDER BY k");
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, size_t(4), seen.size());
+            const char* keys[] = {"a", "d", "e", "f"};
+            const char* values[] = {"1", "4", "5", "6"};
+            for (size_t i = 0; i < 4; ++i) {
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string(keys[i]), seen[i].at(0));
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string(values[i]), seen[i].at(1));
+            }
+            c.executeDirect("DROP TABLE tx_r");
+        }
+        CPPUNIT_ASSERT(!contains(log(), "connection lost"));
+    }
+
+    // What a caller may get wrong: parameters that do not match a statement's placeholders
+    // (the compound statement shares one list, so they must not slide into the next
+    // statement), a SELECT inside (its result must be read off the wire, or the session is out
+    // of step), and a trailing ';' or comment (each statement ends on a line of its own).
+    void testTransactionMisuse() {
+        const std::string ins = "INSERT INTO tx_m (n) VALUES (?)";
+        for (auto& m : bothModes()) {
+            SqlConnection& c = *m.c;
+            c.executeDirect("DROP TABLE IF EXISTS tx_m");
+            c.executeDirect("CREATE TABLE tx_m (n INT PRIMARY KEY) ENGINE=InnoDB");
+            try {
+                c.executeTransaction({{ins, {}}, {ins, {SqlParam::of(1LL), SqlParam::of(2LL)}}});
+                CPPUNIT_FAIL(m.name + ": expected DbError for a parameter count mismatch");
+            } catch (const DbError& e) {
+                CPPUNIT_ASSERT_MESSAGE(m.name + ": " + e.what(), contains(e.what(), "expects 1 parameters, got 0"));
+            }
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("0"),
+                                         db_->rootQuery("SELECT COUNT(*) FROM tx_m").at(0).at(0));
+
+            // A SELECT inside: the rows are committed, and the session stays usable.
+            c.executeTransaction({{ins, {SqlParam::of(1LL)}}, {"SELECT n FROM tx_m", {}}});
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("1"), cell(c.execute("SELECT COUNT(*) FROM tx_m", {}), 0, 0));
+
+            // A trailing ';' and trailing comments; a '?' inside a comment is no parameter.
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(
+                m.name, uint64_t(3),
+                c.executeTransaction({{"INSERT INTO tx_m (n) VALUES (?); ", {SqlParam::of(2LL)}},
+                                      {"INSERT INTO tx_m (n) VALUES (?) -- why? because", {SqlParam::of(3LL)}},
+                                      {"INSERT INTO tx_m (n) VALUES (?) # what?", {SqlParam::of(4LL)}}}));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("4"),
+                                         db_->rootQuery("SELECT COUNT(*) FROM tx_m").at(0).at(0));
+            c.executeDirect("DROP TABLE tx_m");
+        }
+        CPPUNIT_ASSERT(!contains(log(), "connection lost"));
+    }
+
+    // Accounting's batch: the instance row goes in with INSERT IGNORE, its ROW_COUNT() is kept
+    // in a session variable, and the counters change only when it is > 0. A repeated instance
+    // changes nothing and the total is 0; a new one counts exactly once more.
+    void testTransactionGuardedUpsert() {
+        const std::string instance =
+            "INSERT IGNORE INTO `tx_instances` (`plugin`, `instance`, `time`) VALUES (?, ?, ?)";
+        const std::string upsert =
+            "INSERT INTO `tx_acct` (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`)"
+            " SELECT ?, ?, 1, ?, ?, ? FROM DUAL WHERE @mtp_counted > 0"
+            " ON DUPLICATE KEY UPDATE `count` = `count` + 1,"
+            " `count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`),"
+            " `size` = `size` + VALUES(`size`), `size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)";
+        auto batch = [&](const std::string& inst) {
+            std::vector<SqlStatement> b;
+            b.push_back({instance, {text("acct"), text(inst), SqlParam::of(1700000000LL)}});
+            b.push_back({"SET @mtp_counted = ROW_COUNT()", {}});
+            for (const char* key : {"192.0.2.1", "alice@example.org"})
+                b.push_back({upsert, {text(key), text("2024-01"), SqlParam::of(3LL),
+                                      SqlParam::of(1000LL), SqlParam::of(3000LL)}});
+            return b;
+        };
+        for (auto& m : bothModes()) {
+            SqlConnection& c = *m.c;
+            c.executeDirect("DROP TABLE IF EXISTS tx_instances, tx_acct");
+            c.executeDirect(
+                "CREATE TABLE tx_instances (`plugin` VARCHAR(64) NOT NULL, `instance` "
+                "VARCHAR(128) NOT NULL, `time` BIGINT UNSIGNED NOT NULL, PRIMARY KEY (`plugin`, "
+                "`instance`)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+            c.executeDirect(
+                "CREATE TABLE tx_acct (`id` BIGINT UNSIGNED NOT NULL AUTO_INCREMENT, `key` "
+                "VARCHAR(255) NOT NULL, `time` VARCHAR(255) NOT NULL, `count` BIGINT UNSIGNED "
+                "NOT NULL DEFAULT 0, `count_rcpt` BIGINT UNSIGNED NOT NULL DEFAULT 0, `size` "
+                "BIGINT UNSIGNED NOT NULL DEFAULT 0, `size_rcpt` BIGINT UNSIGNED NOT NULL "
+                "DEFAULT 0, PRIMARY KEY (`id`), UNIQUE KEY `time_key` (`key`, `time`)) "
+                "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+            auto counters = [&] {
+                std::string out;
+                for (const auto& row : db_->rootQuery(
+                         "SELECT `key`, `count`, `count_rcpt`, `size`, `size_rcpt` FROM tx_acct "
+                         "ORDER BY `key`"))
+                    for (const auto& v : row) out += v + " ";
+                return out;
+            };
+            auto instances = [&] {
+                return db_->rootQuery("SELECT COUNT(*) FROM tx_instances").at(0).at(0);
+            };
+
+            // A new instance (on a fresh connection: every statement is prepared on the way):
+            // 1 instance row + 0 (SET) + 1 + 1 new counter rows.
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, uint64_t(3), c.executeTransaction(batch("I1")));
+            const std::string once =
+                "192.0.2.1 1 3 1000 3000 alice@example.org 1 3 1000 3000 ";
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, once, counters());
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("1"), instances());
+
+            // The same instance again: nothing changes, the total is 0.
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, uint64_t(0), c.executeTransaction(batch("I1")));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, once, counters());
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("1"), instances());
+
+            // Another instance: counted exactly once more (1 + 0 + 2 + 2, an upsert's update
+            // counts 2).
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, uint64_t(5), c.executeTransaction(batch("I2")));
+            const std::string twice =
+                "192.0.2.1 2 6 2000 6000 alice@example.org 2 6 2000 6000 ";
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, twice, counters());
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, std::string("2"), instances());
+            for (const char* again : {"I2", "I1"}) {
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, uint64_t(0), c.executeTransaction(batch(again)));
+                CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, twice, counters());
+            }
+            c.executeDirect("DROP TABLE tx_instances, tx_acct");
+        }
+    }
+
+    // One round trip on MariaDB. The session's Questions counter counts client commands
+    // (COM_QUERY, COM_STMT_EXECUTE), not statements run inside a stored program; it is read
+    // through the same connection, so each reading adds its own SHOW, measured here too.
+    void testTransactionRoundTrips() {
+        for (auto& m : bothModes()) {
+            SqlConnection& c = *m.c;
+            c.executeDirect("DROP TABLE IF EXISTS tx_q");
+            c.executeDirect("CREATE TABLE tx_q (k VARCHAR(20) PRIMARY KEY, n INT NOT NULL)");
+            auto questions = [&] {
+                SqlResult r = c.execute("SHOW SESSION STATUS LIKE 'Questions'", {});
+                CPPUNIT_ASSERT_EQUAL(std::string("Questions"), cell(r, 0, 0));
+                return std::stoll(cell(r, 0, 1));
+            };
+            std::vector<SqlStatement> tx = {
+                {"INSERT INTO tx_q (k, n) VALUES (?, ?)", {text("a"), SqlParam::of(1LL)}},
+                {"UPDATE tx_q SET n = n + ? WHERE k = ?", {SqlParam::of(1LL), text("a")}},
+                {"DELETE FROM tx_q WHERE k = ?", {text("a")}},
+            };
+            // First use: the statements get prepared (and the SHOW too).
+            long long q0 = questions();
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, uint64_t(3), c.executeTransaction(tx));
+            long long q1 = questions();
+            long long q2 = questions();
+            long long showCost = q2 - q1;  // what one reading adds by itself
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, uint64_t(3), c.executeTransaction(tx));
+            long long q3 = questions();
+            long long tx3 = q3 - q2 - showCost;
+            std::fprintf(stderr,
+                         "[TestMysql] Questions (%s): SHOW adds %lld; a transaction of 3 "
+                         "statements adds %lld (%lld on first use, with the prepares)\n",
+                         m.name.c_str(), showCost, tx3, q1 - q0 - showCost);
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, 1LL, showCost);
+            // Compound: 1 (COM_STMT_EXECUTE). One by one: START TRANSACTION, 3 executes, COMMIT.
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(m.name, m.name == "compound" ? 1LL : 5LL, tx3);
+            c.executeDirect("DROP TABLE tx_q");
+        }
     }
 
     void testWrongPassword() {

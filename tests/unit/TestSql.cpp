@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,7 +25,9 @@ using mtp::Dsn;
 using mtp::SqlConnection;
 using mtp::SqlParam;
 using mtp::SqlResult;
+using mtp::SqlRow;
 using mtp::SqlSettings;
+using mtp::SqlStatement;
 
 namespace {
 
@@ -120,6 +123,8 @@ class TestSql : public CppUnit::TestFixture {
     CPPUNIT_TEST(testExecuteDirect);
     CPPUNIT_TEST(testTableExists);
     CPPUNIT_TEST(testLongAndBinaryishText);
+    CPPUNIT_TEST(testTransactionTotal);
+    CPPUNIT_TEST(testTransactionRollback);
     CPPUNIT_TEST(testFileWalAndPersistence);
     CPPUNIT_TEST(testConcurrentWriters);
     CPPUNIT_TEST(testForkedChildReopens);
@@ -508,6 +513,90 @@ class TestSql : public CppUnit::TestFixture {
         CPPUNIT_ASSERT(cell(r, 0, 0) == big);
         CPPUNIT_ASSERT_EQUAL(utf8, cell(r, 1, 0));
         CPPUNIT_ASSERT_EQUAL(quote, cell(r, 2, 0));
+    }
+
+    // executeTransaction (SQLite: begin(), each statement, commit()) returns the total of
+    // changed rows; the values arrive as bound.
+    void testTransactionTotal() {
+        auto db = memoryDb();
+        db->executeDirect("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)");
+        const std::string ins = "INSERT INTO t VALUES (?, ?)";
+        const std::string odd = "it's \\ \"x\" gr\xc3\xbc\xc3\x9f";
+        std::vector<SqlStatement> tx = {
+            {ins, {SqlParam::of(std::string("a")), SqlParam::of(1LL)}},
+            {"INSERT INTO t VALUES (?, ?), (?, ?)",
+             {SqlParam::of(std::string("b")), SqlParam::of(2LL), SqlParam::of(odd),
+              SqlParam::null()}},
+            {"UPDATE t SET n = n + ? WHERE n IS NOT NULL", {SqlParam::of(10LL)}},
+        };
+        CPPUNIT_ASSERT_EQUAL(uint64_t(5), db->executeTransaction(tx));  // 1 + 2 + 2
+        std::vector<SqlRow> rows = db->execute("SELECT k, n FROM t ORDER BY k", {}).rows;
+        std::vector<SqlRow> expected = {{std::string("a"), std::string("11")},
+                                        {std::string("b"), std::string("12")},
+                                        {odd, std::nullopt}};
+        CPPUNIT_ASSERT(rows == expected);
+        // Nothing matched: 0. No statements at all: 0.
+        CPPUNIT_ASSERT_EQUAL(uint64_t(0),
+                             db->executeTransaction(
+                                 {{"DELETE FROM t WHERE k = ?", {SqlParam::of(std::string("zz"))}}}));
+        CPPUNIT_ASSERT_EQUAL(uint64_t(0), db->executeTransaction({}));
+        CPPUNIT_ASSERT_EQUAL(std::string("3"), cell(db->execute("SELECT COUNT(*) FROM t", {}), 0, 0));
+    }
+
+    // A failing statement rolls back those before it and throws (DbNoSuchTable for a missing
+    // table); the connection stays usable and holds no lock (a second connection to the same
+    // file can write at once).
+    void testTransactionRollback() {
+        TempDir dir;
+        std::string file = dir.path() + "/tx.sqlite";
+        auto db = mtp::makeSqlConnection(sqliteSettings(file));
+        auto other = mtp::makeSqlConnection(sqliteSettings(file));
+        db->executeDirect("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL)");
+        const std::string ins = "INSERT INTO t VALUES (?, ?)";
+        const std::string all = "SELECT k, n FROM t ORDER BY k";
+        db->execute(ins, {SqlParam::of(std::string("a")), SqlParam::of(1LL)});
+        const std::vector<SqlRow> before = {{std::string("a"), std::string("1")}};
+
+        CPPUNIT_ASSERT_THROW(
+            db->executeTransaction({{ins, {SqlParam::of(std::string("b")), SqlParam::of(2LL)}},
+                                    {"INSERT INTO missing VALUES (?)", {SqlParam::of(1LL)}}}),
+            DbNoSuchTable);
+        CPPUNIT_ASSERT(db->execute(all, {}).rows == before);
+
+        // A constraint violation in the third statement: DbError, the UPDATE and INSERT undone.
+        try {
+            db->executeTransaction(
+                {{"UPDATE t SET n = n + 10", {}},
+                 {ins, {SqlParam::of(std::string("c")), SqlParam::of(3LL)}},
+                 {ins, {SqlParam::of(std::string("a")), SqlParam::of(9LL)}}});
+            CPPUNIT_FAIL("expected DbError");
+        } catch (const DbNoSuchTable&) {
+            CPPUNIT_FAIL("a constraint violation is not a missing table");
+        } catch (const DbError& e) {
+            CPPUNIT_ASSERT(contains(e.what(), "database 'db'"));
+            CPPUNIT_ASSERT(contains(e.what(), "UNIQUE"));
+        }
+        CPPUNIT_ASSERT(db->execute(all, {}).rows == before);
+        CPPUNIT_ASSERT(other->execute(all, {}).rows == before);
+
+        // No transaction left open: another connection writes without waiting for a lock, and
+        // the same connection works for execute() and another transaction.
+        CPPUNIT_ASSERT_EQUAL(
+            uint64_t(1),
+            other->execute(ins, {SqlParam::of(std::string("o")), SqlParam::of(0LL)}).affected);
+        CPPUNIT_ASSERT_EQUAL(
+            uint64_t(1),
+            db->execute(ins, {SqlParam::of(std::string("d")), SqlParam::of(4LL)}).affected);
+        CPPUNIT_ASSERT_EQUAL(
+            uint64_t(2),
+            db->executeTransaction({{ins, {SqlParam::of(std::string("e")), SqlParam::of(5LL)}},
+                                    {ins, {SqlParam::of(std::string("f")), SqlParam::of(6LL)}}}));
+        std::vector<SqlRow> expected = {{std::string("a"), std::string("1")},
+                                        {std::string("d"), std::string("4")},
+                                        {std::string("e"), std::string("5")},
+                                        {std::string("f"), std::string("6")},
+                                        {std::string("o"), std::string("0")}};
+        CPPUNIT_ASSERT(other->execute(all, {}).rows == expected);
     }
 
     void testFileWalAndPersistence() {
