@@ -232,6 +232,11 @@ class MysqlConnection final : public SqlConnection {
         }
     }
 
+    bool oneRoundTripTransactions() override {
+        handle();
+        return compound_;
+    }
+
     SqlResult executeOnce(const std::string& sql, const std::vector<SqlParam>& params) {
         retrySafe_ = false;
         handle();

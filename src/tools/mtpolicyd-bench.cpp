@@ -152,7 +152,7 @@ void printUsage(std::ostream& out) {
         << "                             statements of the accounting how-to chain (relay\n"
         << "                             policy SELECT, quota SELECT, then in a transaction\n"
         << "                             the instance INSERT IGNORE on acct_instances and the\n"
-        << "                             upsert on acct_client_address, on MariaDB as one\n"
+        << "                             upsert on acct_client_address; MariaDB + InnoDB: one\n"
         << "                             compound statement) as prepared statements, one\n"
         << "                             database connection per -c; the tables must exist\n"
         << "      --mysql-socket PATH    --ceiling-sql: the server's unix socket\n"
@@ -595,9 +595,9 @@ void runWorker(LoadPlan& plan, unsigned index, WorkerStats& stats) {
 // The statements of the accounting how-to chain, byte for byte as the daemon's plugins send
 // them: SqlUserConfig with the how-to's sql_query, Quota (field client_address, metric count)
 // and Accounting (fields client_address, plugin name AcctIP), which records the instance in
-// acct_instances and counts only when that row is new, in one transaction: on MariaDB one
-// prepared compound statement (one round trip), elsewhere START TRANSACTION, the three
-// statements and COMMIT (SqlConnection::executeTransaction).
+// acct_instances and counts only when that row is new, in one transaction: on MariaDB with
+// both tables on InnoDB one prepared compound statement (one round trip), elsewhere START
+// TRANSACTION, the instance INSERT IGNORE, the upsert and COMMIT (four).
 constexpr const char* kSqlRelayPolicy =
     "SELECT p.config FROM relay_policies p JOIN relay_hosts h ON (h.relay_policy = p.id) "
     "WHERE h.client_address=?";
@@ -605,20 +605,24 @@ constexpr const char* kSqlQuota =
     "SELECT `count` FROM `acct_client_address` WHERE `key` = ? AND `time` = ?";
 constexpr const char* kSqlInstance =
     "INSERT IGNORE INTO `acct_instances` (`plugin`, `instance`, `time`) VALUES (?, ?, ?)";
-constexpr const char* kSqlCounted = "SET @mtp_counted = ROW_COUNT()";
 constexpr const char* kSqlAccounting =
     "INSERT INTO `acct_client_address` (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`) "
-    "SELECT ?, ?, 1, ?, ?, ? FROM DUAL WHERE @mtp_counted > 0 ON DUPLICATE KEY UPDATE `count` = `count` + 1, "
+    "VALUES (?, ?, 1, ?, ?, ?) ON DUPLICATE KEY UPDATE `count` = `count` + 1, "
     "`count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`), `size` = `size` + VALUES(`size`), "
     "`size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)";
-// MysqlConnection::executeTransaction's compound statement around the three.
+// MysqlConnection::executeTransaction's compound statement around Accounting's batch: the
+// instance INSERT IGNORE, its ROW_COUNT() kept, and the upsert guarded by it.
 const std::string kSqlCompound =
     std::string("BEGIN NOT ATOMIC DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN ROLLBACK; RESIGNAL; END; "
                 "START TRANSACTION; ") +
-    kSqlInstance + "; " + kSqlCounted + "; " + kSqlAccounting + "; COMMIT; END";
-// Prepared statements of a session, in the order they run. MariaDB: 0, 1, 5; others: 0-4.
-enum SqlStmt { kStRelay, kStQuota, kStInstance, kStCounted, kStAccounting, kStCompound, kSqlStatements };
-// Round trips per message of the last session opened (3 on MariaDB, 7 elsewhere).
+    kSqlInstance + "\n; SET @mtp_counted = ROW_COUNT()\n; " +
+    "INSERT INTO `acct_client_address` (`key`, `time`, `count`, `count_rcpt`, `size`, `size_rcpt`) "
+    "SELECT ?, ?, 1, ?, ?, ? FROM DUAL WHERE @mtp_counted > 0 ON DUPLICATE KEY UPDATE `count` = `count` + 1, "
+    "`count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`), `size` = `size` + VALUES(`size`), "
+    "`size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)\n; COMMIT; END";
+// Prepared statements of a session, in the order they run. Compound: 0, 1, 4; others: 0-3.
+enum SqlStmt { kStRelay, kStQuota, kStInstance, kStAccounting, kStCompound, kSqlStatements };
+// Round trips per message of the last session opened (3 compound, 6 otherwise).
 std::atomic<int> gSqlRoundTrips{0};
 
 // Where the database is: a loopback TCP address, a unix socket, or (both empty) the client
@@ -688,13 +692,15 @@ class SqlSession {
             close();
             return false;
         }
-        // As MysqlConnection: MariaDB 10.1.1 and later run the transaction as one statement.
+        // As Accounting: MariaDB 10.1.1 and later run the transaction as one statement when
+        // both tables are InnoDB.
         const char* server = mysql_get_server_info(db_);
-        compound_ = server && std::strstr(server, "MariaDB") && mysql_get_server_version(db_) >= 100101;
-        const std::string sql[kSqlStatements] = {kSqlRelayPolicy, kSqlQuota, kSqlInstance,
-                                                 kSqlCounted, kSqlAccounting, kSqlCompound};
+        compound_ = server && std::strstr(server, "MariaDB") && mysql_get_server_version(db_) >= 100101 &&
+                    bothInnodb();
+        const std::string sql[kSqlStatements] = {kSqlRelayPolicy, kSqlQuota, kSqlInstance, kSqlAccounting,
+                                                 kSqlCompound};
         for (int i = 0; i < kSqlStatements; ++i) {
-            if (compound_ ? (i >= kStInstance && i <= kStAccounting) : i == kStCompound) continue;
+            if (compound_ ? (i == kStInstance || i == kStAccounting) : i == kStCompound) continue;
             stmt_[i] = mysql_stmt_init(db_);
             if (!stmt_[i]) {
                 error = std::string("mysql_stmt_init: ") + mysql_error(db_);
@@ -721,17 +727,17 @@ class SqlSession {
         bindInteger(bindTransaction_[5], recipients_);
         bindInteger(bindTransaction_[6], size_);
         bindInteger(bindTransaction_[7], sizeRecipients_);
-        MYSQL_BIND* binds[kSqlStatements] = {bindRelay_, bindQuota_, bindTransaction_, nullptr,
-                                             bindTransaction_ + 3, bindTransaction_};
+        MYSQL_BIND* binds[kSqlStatements] = {bindRelay_, bindQuota_, bindTransaction_, bindTransaction_ + 3,
+                                             bindTransaction_};
         for (int i = 0; i < kSqlStatements; ++i) {
-            if (!stmt_[i] || !binds[i]) continue;
+            if (!stmt_[i]) continue;
             if (mysql_stmt_bind_param(stmt_[i], binds[i]) != 0) {
                 error = std::string("mysql_stmt_bind_param: ") + mysql_stmt_error(stmt_[i]);
                 close();
                 return false;
             }
         }
-        gSqlRoundTrips = compound_ ? 3 : 7;
+        gSqlRoundTrips = compound_ ? 3 : 6;
         return true;
     }
 
@@ -760,10 +766,11 @@ class SqlSession {
         recipients_ = static_cast<long long>(recipients);
         size_ = static_cast<long long>(size);
         sizeRecipients_ = size_ * recipients_;
-        static const char* const kNames[kSqlStatements] = {
-            "relay policy SELECT", "quota SELECT", "instance INSERT IGNORE", "SET @mtp_counted",
-            "accounting INSERT ... SELECT ... ON DUPLICATE KEY UPDATE", "accounting transaction"};
-        const SqlStmt order[] = {kStRelay, kStQuota, kStInstance, kStCounted, kStAccounting, kStCompound};
+        static const char* const kNames[kSqlStatements] = {"relay policy SELECT", "quota SELECT",
+                                                          "instance INSERT IGNORE",
+                                                          "accounting INSERT ... ON DUPLICATE KEY UPDATE",
+                                                          "accounting transaction"};
+        const SqlStmt order[] = {kStRelay, kStQuota, kStInstance, kStAccounting, kStCompound};
         for (SqlStmt i : order) {
             if (!stmt_[i]) continue;
             uint64_t rows = 0;
@@ -785,6 +792,20 @@ class SqlSession {
     }
 
   private:
+    // Are acct_client_address and acct_instances both InnoDB tables?
+    bool bothInnodb() {
+        const char* sql =
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND "
+            "table_name IN ('acct_client_address', 'acct_instances') AND ENGINE = 'InnoDB'";
+        if (mysql_query(db_, sql) != 0) return false;
+        MYSQL_RES* res = mysql_store_result(db_);
+        if (!res) return false;
+        MYSQL_ROW row = mysql_fetch_row(res);
+        bool both = row && row[0] && std::strcmp(row[0], "2") == 0;
+        mysql_free_result(res);
+        return both;
+    }
+
     template <size_t N>
     static void bindText(MYSQL_BIND& b, char (&buffer)[N], unsigned long& length) {
         std::memset(&b, 0, sizeof(b));

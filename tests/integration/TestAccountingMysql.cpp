@@ -92,6 +92,7 @@ class TestAccountingMysql : public CppUnit::TestFixture {
     CPPUNIT_TEST(testOutageNoAnswerAndResend);
     CPPUNIT_TEST(testOutageOnErrorContinue);
     CPPUNIT_TEST(testLongSenderAndInstance);
+    CPPUNIT_TEST(testRestartDedupBothEngines);
     CPPUNIT_TEST_SUITE_END();
 
   public:
@@ -502,6 +503,60 @@ virtual_hosts = (
     }
 
     std::string connection() const { return itest::howtoConnection(*db_); }
+
+    // A message resent after a restart (its session is gone with the worker) is not counted
+    // again, on InnoDB tables (one compound statement per message on MariaDB) and on MyISAM
+    // tables as the Perl how-to made them (the statements one by one).
+    void testRestartDedupBothEngines() {
+        db_->rootExec("INSERT INTO relay_policies (id, name, config) VALUES (1, 'big', '{\"quota_count\":\"1000\"}')");
+        for (const std::string engine : {"InnoDB", "MyISAM"}) {
+            db_->rootExec("DROP TABLE IF EXISTS acct_client_address");
+            db_->rootExec("DELETE FROM acct_instances");
+            db_->rootExec("ALTER TABLE acct_instances ENGINE=" + engine);
+            Counters expect;
+            auto send = [&](const std::string& inst, long long rcpt, long long size, bool counts) {
+                Conn c = d_->connect();
+                CPPUNIT_ASSERT_MESSAGE(engine + ": connect", c.isOpen());
+                std::string reply;
+                Conn::Status st = c.request(eomRequest(inst, "192.0.2.9", rcpt, size), reply, 5000);
+                CPPUNIT_ASSERT_MESSAGE(engine + " " + inst + ": " + itest::statusName(st) + " '" + reply + "'\n" +
+                                           d_->logTail(),
+                                       st == Conn::Status::Ok && itest::actionOf(reply) == "dunno");
+                if (counts) expect.add(rcpt, size);
+            };
+            // MyISAM: the tables Accounting creates, as the Perl how-to had them.
+            std::string tmpl = baseGlobals(2, 4, 4, 1, 4) + connection() + itest::howtoVhost(1000);
+            const std::string fields = "fields = \"client_address\";";
+            size_t at = tmpl.find(fields);
+            CPPUNIT_ASSERT(at != std::string::npos);
+            if (engine == "MyISAM") tmpl.insert(at + fields.size(), " mysql_engine = \"MyISAM\";");
+            start(tmpl);
+            for (int i = 1; i <= 6; ++i) send(engine + "-m" + std::to_string(i), i % 3, 1000 * i, true);
+            d_.reset();  // stop: the workers' sessions are gone
+            d_ = std::make_unique<Daemon>();
+            start(tmpl);
+            for (int i = 4; i <= 8; ++i) send(engine + "-m" + std::to_string(i), i % 3, 1000 * i, i > 6);
+            auto rows = db_->rootQuery(
+                "SELECT `count`, count_rcpt, size, size_rcpt FROM acct_client_address WHERE `key` = '192.0.2.9'");
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(engine, size_t(1), rows.size());
+            std::string what = engine + ": expected " + expect.str() + "\n" + d_->logTail();
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(expect.count), rows[0].at(0));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(expect.rcpt), rows[0].at(1));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(expect.size), rows[0].at(2));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(what, std::to_string(expect.sizeRcpt), rows[0].at(3));
+            CPPUNIT_ASSERT_EQUAL(8LL, expect.count);
+            auto engines = db_->rootQuery(
+                "SELECT DISTINCT ENGINE FROM information_schema.tables WHERE table_schema = DATABASE() AND "
+                "table_name IN ('acct_client_address', 'acct_instances')");
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(engine, size_t(1), engines.size());
+            CPPUNIT_ASSERT_EQUAL(engine, engines[0].at(0));
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(engine, std::string("8"),
+                                         db_->rootQuery("SELECT COUNT(*) FROM acct_instances").at(0).at(0));
+            d_.reset();
+            d_ = std::make_unique<Daemon>();
+        }
+        db_->rootExec("ALTER TABLE acct_instances ENGINE=InnoDB");
+    }
 
     // conf/mtpolicyd-mysql.conf's accounting virtual host, as it is shipped.
     std::string howtoConfig() const { return baseGlobals(2, 4, 4, 1, 4) + connection() + itest::howtoVhost(1000); }

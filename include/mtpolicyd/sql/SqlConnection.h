@@ -116,6 +116,8 @@ public:
     // statement (BEGIN NOT ATOMIC ... END): one round trip however many statements, so each
     // statement must be valid inside one (no DDL, no result sets). Not inside begin()/commit().
     virtual uint64_t executeTransaction(const std::vector<SqlStatement>& statements);
+    // True when executeTransaction needs one round trip (connected to MariaDB 10.1.1 or later).
+    virtual bool oneRoundTripTransactions() { return false; }
     virtual bool tableExists(const std::string& table) = 0;
     virtual Dsn::Driver driver() const = 0;
     virtual const std::string& name() const = 0;
