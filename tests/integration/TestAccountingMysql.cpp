@@ -93,6 +93,7 @@ class TestAccountingMysql : public CppUnit::TestFixture {
     CPPUNIT_TEST(testOutageOnErrorContinue);
     CPPUNIT_TEST(testLongSenderAndInstance);
     CPPUNIT_TEST(testRestartDedupBothEngines);
+    CPPUNIT_TEST(testRoundTripsPerMessage);
     CPPUNIT_TEST_SUITE_END();
 
   public:
@@ -552,6 +553,52 @@ virtual_hosts = (
             CPPUNIT_ASSERT_EQUAL(engine, engines[0].at(0));
             CPPUNIT_ASSERT_EQUAL_MESSAGE(engine, std::string("8"),
                                          db_->rootQuery("SELECT COUNT(*) FROM acct_instances").at(0).at(0));
+            d_.reset();
+            d_ = std::make_unique<Daemon>();
+        }
+        db_->rootExec("ALTER TABLE acct_instances ENGINE=InnoDB");
+    }
+
+    // The how-to chain costs three round trips per message on InnoDB (SqlUserConfig SELECT,
+    // Quota SELECT, and Accounting's transaction as one compound statement) and six on MyISAM
+    // (START TRANSACTION, INSERT IGNORE, upsert, COMMIT), counted by the server's Questions
+    // (client commands) while nothing else talks to it.
+    void testRoundTripsPerMessage() {
+        db_->rootExec("INSERT INTO relay_policies (id, name, config) VALUES (1, 'big', '{\"quota_count\":\"1000\"}')");
+        db_->rootExec("INSERT INTO relay_hosts (client_address, relay_policy) VALUES ('192.0.2.7', 1)");
+        for (const std::string engine : {"InnoDB", "MyISAM"}) {
+            db_->rootExec("DROP TABLE IF EXISTS acct_client_address");
+            db_->rootExec("ALTER TABLE acct_instances ENGINE=" + engine);
+            std::string tmpl = baseGlobals(2, 4, 4, 1, 4) + connection() + itest::howtoVhost(1000);
+            const std::string fields = "fields = \"client_address\";";
+            size_t at = tmpl.find(fields);
+            CPPUNIT_ASSERT(at != std::string::npos);
+            tmpl.insert(at + fields.size(), " mysql_engine = \"" + engine + "\";");
+            start(tmpl);
+            Conn c = d_->connect();
+            CPPUNIT_ASSERT_MESSAGE(engine + ": connect", c.isOpen());
+            auto send = [&](const std::string& inst) {
+                std::string reply;
+                Conn::Status st = c.request(eomRequest(inst, "192.0.2.7", 1, 1000), reply, 5000);
+                CPPUNIT_ASSERT_MESSAGE(engine + " " + inst + ": '" + reply + "'\n" + d_->logTail(),
+                                       st == Conn::Status::Ok && itest::actionOf(reply) == "dunno");
+            };
+            // The first messages create the table and prepare the statements.
+            for (int i = 0; i < 3; ++i) send(engine + "-warm" + std::to_string(i));
+            auto questions = [&] {
+                return std::stoll(db_->rootQuery("SHOW GLOBAL STATUS LIKE 'Questions'").at(0).at(1));
+            };
+            long long before = questions();
+            const int kMessages = 20;
+            for (int i = 0; i < kMessages; ++i) send(engine + "-rt" + std::to_string(i));
+            long long commands = questions() - before - 1;  // not the second SHOW
+            long long expected = engine == "InnoDB" ? 3 * kMessages : 6 * kMessages;
+            // A worker may purge old instances once a minute: a command or two more.
+            CPPUNIT_ASSERT_MESSAGE(engine + ": " + std::to_string(commands) + " commands for " +
+                                       std::to_string(kMessages) + " messages, expected " + std::to_string(expected),
+                                   commands >= expected && commands <= expected + 2);
+            auto rows = db_->rootQuery("SELECT `count` FROM acct_client_address WHERE `key` = '192.0.2.7'");
+            CPPUNIT_ASSERT_EQUAL_MESSAGE(engine, std::string("23"), rows.at(0).at(0));
             d_.reset();
             d_ = std::make_unique<Daemon>();
         }
