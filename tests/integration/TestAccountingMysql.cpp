@@ -526,11 +526,7 @@ virtual_hosts = (
                 if (counts) expect.add(rcpt, size);
             };
             // MyISAM: the tables Accounting creates, as the Perl how-to had them.
-            std::string tmpl = baseGlobals(2, 4, 4, 1, 4) + connection() + itest::howtoVhost(1000);
-            const std::string fields = "fields = \"client_address\";";
-            size_t at = tmpl.find(fields);
-            CPPUNIT_ASSERT(at != std::string::npos);
-            if (engine == "MyISAM") tmpl.insert(at + fields.size(), " mysql_engine = \"MyISAM\";");
+            const std::string tmpl = howtoConfig(engine);
             start(tmpl);
             for (int i = 1; i <= 6; ++i) send(engine + "-m" + std::to_string(i), i % 3, 1000 * i, true);
             d_.reset();  // stop: the workers' sessions are gone
@@ -569,12 +565,7 @@ virtual_hosts = (
         for (const std::string engine : {"InnoDB", "MyISAM"}) {
             db_->rootExec("DROP TABLE IF EXISTS acct_client_address");
             db_->rootExec("ALTER TABLE acct_instances ENGINE=" + engine);
-            std::string tmpl = baseGlobals(2, 4, 4, 1, 4) + connection() + itest::howtoVhost(1000);
-            const std::string fields = "fields = \"client_address\";";
-            size_t at = tmpl.find(fields);
-            CPPUNIT_ASSERT(at != std::string::npos);
-            tmpl.insert(at + fields.size(), " mysql_engine = \"" + engine + "\";");
-            start(tmpl);
+            start(howtoConfig(engine));
             Conn c = d_->connect();
             CPPUNIT_ASSERT_MESSAGE(engine + ": connect", c.isOpen());
             auto send = [&](const std::string& inst) {
@@ -605,8 +596,17 @@ virtual_hosts = (
         db_->rootExec("ALTER TABLE acct_instances ENGINE=InnoDB");
     }
 
-    // conf/mtpolicyd-mysql.conf's accounting virtual host, as it is shipped.
-    std::string howtoConfig() const { return baseGlobals(2, 4, 4, 1, 4) + connection() + itest::howtoVhost(1000); }
+    // conf/mtpolicyd-mysql.conf's accounting virtual host, as it is shipped; with `engine`,
+    // Accounting's mysql_engine set to it.
+    std::string howtoConfig(const std::string& engine = "") const {
+        std::string conf = baseGlobals(2, 4, 4, 1, 4) + connection() + itest::howtoVhost(1000);
+        if (engine.empty()) return conf;
+        const std::string fields = "fields = \"client_address\";";
+        size_t at = conf.find(fields);
+        CPPUNIT_ASSERT(at != std::string::npos);
+        conf.insert(at + fields.size(), " mysql_engine = \"" + engine + "\";");
+        return conf;
+    }
 
     void start(const std::string& tmpl) {
         std::string conf = d_->writeConfig(tmpl);
