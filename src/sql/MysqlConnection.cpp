@@ -223,10 +223,11 @@ class MysqlConnection final : public SqlConnection {
         } catch (const DbUnavailable&) {
             throw;  // the server rolls back a lost session's transaction
         } catch (const DbError&) {
-            // The handler has rolled back; make sure of it should the failure lie elsewhere.
-            if (db_) {
-                inTransaction_ = true;
-                rollback();
+            // The handler has rolled back; make sure of it should the failure lie elsewhere
+            // (the session is alive: the server answered with an error).
+            try {
+                if (db_) executeDirect("ROLLBACK");
+            } catch (...) {
             }
             throw;
         }

@@ -23,6 +23,7 @@
 #include "mtpolicyd/util/Errors.h"
 #include "mtpolicyd/util/Log.h"
 #include "mtpolicyd/util/Strings.h"
+#include "unit/TestHelpers.h"
 
 using mtp::ChainResult;
 using mtp::Config;
@@ -996,25 +997,16 @@ class TestAccounting : public CppUnit::TestFixture {
     }
 
     void testLongSenderWarnsOnce() {
-        char tmpl[] = "/tmp/mtpolicyd-unit-log-XXXXXX";
-        int fd = mkstemp(tmpl);
-        CPPUNIT_ASSERT(fd >= 0);
-        ::close(fd);
-        std::string path = tmpl;
-        mtp::log::toFile(path, "mtpolicyd-test");
-        mtp::log::g_level = mtp::log::Warning;
+        std::string logged;
         {
-            Env env("{ name = \"AcctLong\"; module = \"Accounting\"; fields = \"sender, sasl_username\"; }");
-            env.send({{"sender", longSender(10000, 'q')}, {"sasl_username", std::string(300, 'u')}});
-            env.send({{"sender", longSender(5000, 'q')}, {"sasl_username", std::string(400, 'u')}});
+            testhelpers::LogCapture capture(mtp::log::Warning);
+            {
+                Env env("{ name = \"AcctLong\"; module = \"Accounting\"; fields = \"sender, sasl_username\"; }");
+                env.send({{"sender", longSender(10000, 'q')}, {"sasl_username", std::string(300, 'u')}});
+                env.send({{"sender", longSender(5000, 'q')}, {"sasl_username", std::string(400, 'u')}});
+            }
+            logged = capture.text();
         }
-        mtp::log::toStderr("unit-tests");
-        mtp::log::g_level = -1;
-        std::ifstream in(path);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        ::unlink(path.c_str());
-        std::string logged = ss.str();
         auto count = [&](const std::string& needle) {
             size_t n = 0;
             for (size_t p = logged.find(needle); p != std::string::npos; p = logged.find(needle, p + 1)) ++n;

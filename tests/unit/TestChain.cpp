@@ -296,24 +296,15 @@ class TestChain : public CppUnit::TestFixture {
     }
 
     void testOnErrorContinueIsLogged() {
-        char tmpl[] = "/tmp/mtpolicyd-unit-log-XXXXXX";
-        int fd = mkstemp(tmpl);
-        CPPUNIT_ASSERT(fd >= 0);
-        ::close(fd);
-        std::string path = tmpl;
-        mtp::log::toFile(path, "mtpolicyd-test");
-        mtp::log::g_level = 0;
-        Chain ch;
-        ch.plugins.push_back(makeTestPlugin<ThrowingPlugin>("sqlbroken", "continue"));
-        Run run;
-        ch.run(run.r);
-        mtp::log::toStderr("unit-tests");
-        mtp::log::g_level = -1;
-        std::ifstream in(path);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        ::unlink(path.c_str());
-        std::string logged = ss.str();
+        std::string logged;
+        {
+            testhelpers::LogCapture capture(0);
+            Chain ch;
+            ch.plugins.push_back(makeTestPlugin<ThrowingPlugin>("sqlbroken", "continue"));
+            Run run;
+            ch.run(run.r);
+            logged = capture.text();
+        }
         CPPUNIT_ASSERT_MESSAGE(logged, logged.find("plugin sqlbroken failed") != std::string::npos);
         CPPUNIT_ASSERT_MESSAGE(logged, logged.find("database went away") != std::string::npos);
     }

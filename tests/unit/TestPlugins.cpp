@@ -25,6 +25,7 @@ using mtp::Session;
 namespace {
 
 using testhelpers::chainConfig;
+using testhelpers::LogCapture;
 
 // One request from 127.0.0.1; the session can be shared between several requests of a test.
 struct Run {
@@ -66,32 +67,6 @@ std::string reCondition(const std::string& re, const std::string& extra = "") {
     return "{ name = \"c\"; module = \"Condition\"; key = \"helo_name\";\n"
            "  re_match = \"" + re + "\"; action = \"reject re\"; " + extra + "}\n";
 }
-
-// Collects what is logged at warning level or above while it lives.
-struct LogCapture {
-    std::string path;
-    int savedLevel;
-    LogCapture() : savedLevel(mtp::log::g_level) {
-        char tmpl[] = "/tmp/mtpolicyd-unit-log-XXXXXX";
-        int fd = mkstemp(tmpl);
-        CPPUNIT_ASSERT(fd >= 0);
-        ::close(fd);
-        path = tmpl;
-        mtp::log::toFile(path, "unit-tests");
-        mtp::log::g_level = mtp::log::Warning;
-    }
-    ~LogCapture() {
-        mtp::log::toStderr("unit-tests");
-        mtp::log::g_level = savedLevel;
-        ::unlink(path.c_str());
-    }
-    std::string text() const {
-        std::ifstream in(path);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        return ss.str();
-    }
-};
 
 size_t longestLine(const std::string& text) {
     size_t longest = 0;
