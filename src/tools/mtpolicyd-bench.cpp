@@ -12,6 +12,12 @@
 // SQL statements of the accounting how-to chain (SqlUserConfig, Quota, and Accounting's
 // transaction: instance record and guarded counter upsert, on MariaDB as one prepared compound
 // statement) straight through the MariaDB/MySQL client library: the ceiling the database allows.
+// --merge-selects sends its two SELECTs as one compound statement too, so that anyone can
+// re-measure whether saving that round trip pays (when it was added it showed no clear gain:
+// what mysqld spends on the compound block eats what the saved round trip spares).
+// --machine-costs sends nothing and needs no server: it measures what a system call and one
+// blocking round trip (send, sleep, be woken by the answer) cost on this machine, the floor
+// under the CPU time of a daemon that waits for several database round trips per request.
 // --idle N holds N extra, silent connections open during the load (each answered once
 // before it starts), and --daemon-pid samples the memory of the server's process tree.
 
@@ -26,9 +32,11 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -115,6 +123,9 @@ struct Options {
     std::string mysqlDb = "mtpolicyd";
     std::string mysqlUser;
     std::string mysqlPassword;
+    bool mergeSelects = false;
+    // --machine-costs
+    bool machineCosts = false;
 };
 
 void printUsage(std::ostream& out) {
@@ -161,12 +172,21 @@ void printUsage(std::ostream& out) {
         << "      --mysql-db NAME        --ceiling-sql: database (default mtpolicyd)\n"
         << "      --mysql-user NAME      --ceiling-sql: user (default: the current user)\n"
         << "      --mysql-password PW    --ceiling-sql: password (default: $MYSQL_PWD, or none)\n"
+        << "      --merge-selects        --ceiling-sql: send the two SELECTs as one compound\n"
+        << "                             statement returning two result sets (MariaDB 10.1.1\n"
+        << "                             or later), one round trip less per message\n"
+        << "      --machine-costs        no server, no requests: measure the CPU time of a\n"
+        << "                             system call and of a blocking round trip over a unix\n"
+        << "                             socket pair (send, sleep, be woken by the answer)\n"
+        << "                             between two processes and between two threads, and\n"
+        << "                             with libmariadb's non-blocking recv+poll+recv; takes\n"
+        << "                             a few seconds\n"
         << "      --json                 print one JSON object line instead of the text\n"
         << "  -h, --help                 show this help and exit\n"
         << "  -V, --version              show the version and exit\n"
         << "\n"
         << "Exit status: 0 without errors, 1 when requests failed (or the database could not\n"
-        << "be used), 64 on usage errors.\n";
+        << "be used, or a --machine-costs measurement failed), 64 on usage errors.\n";
 }
 
 [[noreturn]] void usageError(const std::string& message) {
@@ -620,9 +640,15 @@ const std::string kSqlCompound =
     "SELECT ?, ?, 1, ?, ?, ? FROM DUAL WHERE @mtp_counted > 0 ON DUPLICATE KEY UPDATE `count` = `count` + 1, "
     "`count_rcpt` = `count_rcpt` + VALUES(`count_rcpt`), `size` = `size` + VALUES(`size`), "
     "`size_rcpt` = `size_rcpt` + VALUES(`size_rcpt`)\n; COMMIT; END";
-// Prepared statements of a session, in the order they run. Compound: 0, 1, 4; others: 0-3.
-enum SqlStmt { kStRelay, kStQuota, kStInstance, kStAccounting, kStCompound, kSqlStatements };
-// Round trips per message of the last session opened (3 compound, 6 otherwise).
+// --merge-selects: both SELECTs in one compound statement, which returns their two result
+// sets (parameters: the relay SELECT's address, then the quota SELECT's address and month).
+const std::string kSqlSelects =
+    std::string("BEGIN NOT ATOMIC ") + kSqlRelayPolicy + "\n; " + kSqlQuota + "\n; END";
+// Prepared statements of a session, in the order they run: kStSelects or kStRelay and kStQuota,
+// then kStCompound or kStInstance..kStAccounting.
+enum SqlStmt { kStSelects, kStRelay, kStQuota, kStInstance, kStAccounting, kStCompound, kSqlStatements };
+// Round trips per message of the last session opened: 1 (--merge-selects) or 2 for the
+// SELECTs, plus 1 (compound) or 4 for the transaction.
 std::atomic<int> gSqlRoundTrips{0};
 
 // Where the database is: a loopback TCP address, a unix socket, or (both empty) the client
@@ -684,8 +710,12 @@ class SqlSession {
         mysql_options(db_, MYSQL_OPT_PROTOCOL, &protocol);
         const char* host = target_.host.empty() ? "localhost" : target_.host.c_str();
         const char* socket = target_.socket.empty() ? nullptr : target_.socket.c_str();
+        // The merged SELECTs return two result sets to a prepared statement (libmariadb asks
+        // for that anyway; said explicitly for other client libraries).
+        unsigned long flags = CLIENT_FOUND_ROWS;
+        if (options_.mergeSelects) flags |= CLIENT_MULTI_RESULTS | CLIENT_PS_MULTI_RESULTS;
         if (!mysql_real_connect(db_, host, options_.mysqlUser.c_str(), options_.mysqlPassword.c_str(),
-                                options_.mysqlDb.c_str(), target_.port, socket, CLIENT_FOUND_ROWS) ||
+                                options_.mysqlDb.c_str(), target_.port, socket, flags) ||
             mysql_autocommit(db_, 1) != 0) {
             error = "cannot connect to " + target_.label + " as " + options_.mysqlUser + ": " +
                     mysql_error(db_);
@@ -695,11 +725,19 @@ class SqlSession {
         // As Accounting: MariaDB 10.1.1 and later run the transaction as one statement when
         // both tables are InnoDB.
         const char* server = mysql_get_server_info(db_);
-        compound_ = server && std::strstr(server, "MariaDB") && mysql_get_server_version(db_) >= 100101 &&
-                    bothInnodb();
-        const std::string sql[kSqlStatements] = {kSqlRelayPolicy, kSqlQuota, kSqlInstance, kSqlAccounting,
-                                                 kSqlCompound};
+        const bool mariadbCompound =
+            server && std::strstr(server, "MariaDB") && mysql_get_server_version(db_) >= 100101;
+        if (options_.mergeSelects && !mariadbCompound) {
+            error = std::string("--merge-selects needs MariaDB 10.1.1 or later (compound statements); ") +
+                    target_.label + " runs " + (server ? server : "an unknown server");
+            close();
+            return false;
+        }
+        compound_ = mariadbCompound && bothInnodb();
+        const std::string sql[kSqlStatements] = {kSqlSelects,    kSqlRelayPolicy, kSqlQuota,
+                                                 kSqlInstance,   kSqlAccounting,  kSqlCompound};
         for (int i = 0; i < kSqlStatements; ++i) {
+            if (options_.mergeSelects ? (i == kStRelay || i == kStQuota) : i == kStSelects) continue;
             if (compound_ ? (i == kStInstance || i == kStAccounting) : i == kStCompound) continue;
             stmt_[i] = mysql_stmt_init(db_);
             if (!stmt_[i]) {
@@ -718,6 +756,10 @@ class SqlSession {
         bindText(bindRelay_[0], address_, addressLength_);
         bindText(bindQuota_[0], address_, addressLength_);
         bindText(bindQuota_[1], month_, monthLength_);
+        // The merged SELECTs' parameters, in the order they appear: the relay SELECT's, the quota SELECT's.
+        bindText(bindSelects_[0], address_, addressLength_);
+        bindText(bindSelects_[1], address_, addressLength_);
+        bindText(bindSelects_[2], month_, monthLength_);
         // The compound statement's parameters: the instance INSERT's, then the upsert's.
         bindText(bindTransaction_[0], plugin_, pluginLength_);
         bindText(bindTransaction_[1], instance_, instanceLength_);
@@ -727,8 +769,8 @@ class SqlSession {
         bindInteger(bindTransaction_[5], recipients_);
         bindInteger(bindTransaction_[6], size_);
         bindInteger(bindTransaction_[7], sizeRecipients_);
-        MYSQL_BIND* binds[kSqlStatements] = {bindRelay_, bindQuota_, bindTransaction_, bindTransaction_ + 3,
-                                             bindTransaction_};
+        MYSQL_BIND* binds[kSqlStatements] = {bindSelects_,      bindRelay_,           bindQuota_,
+                                             bindTransaction_, bindTransaction_ + 3, bindTransaction_};
         for (int i = 0; i < kSqlStatements; ++i) {
             if (!stmt_[i]) continue;
             if (mysql_stmt_bind_param(stmt_[i], binds[i]) != 0) {
@@ -737,7 +779,7 @@ class SqlSession {
                 return false;
             }
         }
-        gSqlRoundTrips = compound_ ? 3 : 6;
+        gSqlRoundTrips = (options_.mergeSelects ? 1 : 2) + (compound_ ? 1 : 4);
         return true;
     }
 
@@ -766,18 +808,21 @@ class SqlSession {
         recipients_ = static_cast<long long>(recipients);
         size_ = static_cast<long long>(size);
         sizeRecipients_ = size_ * recipients_;
-        static const char* const kNames[kSqlStatements] = {"relay policy SELECT", "quota SELECT",
+        static const char* const kNames[kSqlStatements] = {"merged relay policy and quota SELECTs",
+                                                          "relay policy SELECT", "quota SELECT",
                                                           "instance INSERT IGNORE",
                                                           "accounting INSERT ... ON DUPLICATE KEY UPDATE",
                                                           "accounting transaction"};
-        const SqlStmt order[] = {kStRelay, kStQuota, kStInstance, kStAccounting, kStCompound};
-        for (SqlStmt i : order) {
+        for (int index = 0; index < kSqlStatements; ++index) {
+            const SqlStmt i = static_cast<SqlStmt>(index);
             if (!stmt_[i]) continue;
             uint64_t rows = 0;
             if (i == kStInstance && !query("START TRANSACTION", error, lost)) return false;
-            if (!execute(stmt_[i], rows)) {
+            std::string unexpected;  // kStSelects: a reply of the wrong shape, not a server error
+            if (i == kStSelects ? !executeSelects(stmt_[i], rows, unexpected) : !execute(stmt_[i], rows)) {
                 unsigned code = mysql_stmt_errno(stmt_[i]);
-                error = std::string(kNames[i]) + ": " + std::to_string(code) + " " + mysql_stmt_error(stmt_[i]);
+                error = std::string(kNames[i]) + ": " +
+                        (unexpected.empty() ? std::to_string(code) + " " + mysql_stmt_error(stmt_[i]) : unexpected);
                 // CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED, ER_SERVER_SHUTDOWN,
                 // ER_CONNECTION_KILLED, ER_UNKNOWN_STMT_HANDLER, ER_CLIENT_INTERACTION_TIMEOUT
                 lost = code == 2006 || code == 2013 || code == 2055 || code == 1053 || code == 1927 ||
@@ -786,7 +831,7 @@ class SqlSession {
                 if (!lost && !compound_ && i >= kStInstance) query("ROLLBACK", ignored, lost);
                 return false;
             }
-            if (i == kStRelay) policyFound = rows > 0;
+            if (i == kStRelay || i == kStSelects) policyFound = rows > 0;  // the relay SELECT's rows
         }
         return compound_ || query("COMMIT", error, lost);
     }
@@ -833,6 +878,43 @@ class SqlSession {
     bool execute(MYSQL_STMT* st, uint64_t& rows) {
         if (mysql_stmt_execute(st) != 0) return false;
         if (mysql_stmt_field_count(st) == 0) return true;
+        return fetchResult(st, rows);
+    }
+
+    // --merge-selects: executes kStSelects and fetches both result sets the same way; `rows`
+    // becomes the first's (the relay SELECT's) row count. The compound statement ends with a
+    // status without columns. Every result is read, so that the connection stays usable even
+    // after a failed fetch or a reply of an unexpected shape: then false with `unexpected` set
+    // (a server or connection error leaves it empty: the statement's error tells).
+    bool executeSelects(MYSQL_STMT* st, uint64_t& rows, std::string& unexpected) {
+        if (mysql_stmt_execute(st) != 0) return false;
+        int resultSets = 0;
+        for (;;) {
+            if (mysql_stmt_field_count(st) > 0) {
+                uint64_t setRows = 0;
+                // After mysql_stmt_next_result() the statement describes the next set's
+                // columns: fetchResult() binds the result buffer again for them.
+                if (!fetchResult(st, setRows) && unexpected.empty())
+                    unexpected = "result set " + std::to_string(resultSets + 1) + ": " +
+                                 std::to_string(mysql_stmt_errno(st)) + " " + mysql_stmt_error(st);
+                if (resultSets == 0) rows = setRows;
+                ++resultSets;
+            }
+            int next = mysql_stmt_next_result(st);
+            if (next == -1) break;  // no more results
+            if (next > 0) {
+                unexpected.clear();
+                return false;
+            }
+        }
+        if (unexpected.empty() && resultSets != 2)
+            unexpected = std::to_string(resultSets) + " result sets instead of 2";
+        return unexpected.empty();
+    }
+
+    // Stores the current result set of `st`, binds its one column to the result buffer and
+    // fetches every row (as text, like the daemon); frees the result.
+    bool fetchResult(MYSQL_STMT* st, uint64_t& rows) {
         bool ok = mysql_stmt_store_result(st) == 0;
         if (ok) {
             MYSQL_BIND out;
@@ -871,6 +953,7 @@ class SqlSession {
     unsigned long instanceLength_ = 0;
     long long now_ = 0;
     bool compound_ = false;  // MariaDB: kStCompound instead of kStInstance..kStAccounting
+    MYSQL_BIND bindSelects_[3];
     MYSQL_BIND bindRelay_[1];
     MYSQL_BIND bindQuota_[2];
     MYSQL_BIND bindTransaction_[8];  // kStCompound's; kStInstance uses the first 3, kStAccounting the rest
@@ -1578,6 +1661,7 @@ struct Report {
     double daemonCpu = 0;
     // --ceiling-sql
     bool sql = false;
+    bool mergeSelects = false;
     uint64_t sqlErrors = 0;
     uint64_t policyFound = 0, policyMissing = 0;
     // --idle
@@ -1606,6 +1690,7 @@ void printText(const Report& r) {
                           "  max " + std::to_string(r.max));
     if (r.sql) {
         row("round_trips_per_req", std::to_string(gSqlRoundTrips.load()));
+        row("merge_selects", r.mergeSelects ? "1 (both SELECTs in one compound statement)" : "0");
         row("relay_policy", "found " + std::to_string(r.policyFound) + ", missing " +
                                 std::to_string(r.policyMissing));
         row("errors", std::to_string(r.errors) + " (sql errors " + std::to_string(r.sqlErrors) +
@@ -1688,6 +1773,7 @@ void printJson(const Report& r) {
            ",\"sql_errors\":" + std::to_string(r.sqlErrors) + "}";
     if (r.sql) {
         out += ",\"round_trips_per_request\":" + std::to_string(gSqlRoundTrips.load());
+        out += ",\"merge_selects\":" + std::string(r.mergeSelects ? "1" : "0");
         out += ",\"relay_policy\":{\"found\":" + std::to_string(r.policyFound) +
                ",\"missing\":" + std::to_string(r.policyMissing) + "}";
     }
@@ -1736,6 +1822,272 @@ void printJson(const Report& r) {
     std::fflush(stdout);
 }
 
+// --- machine costs (--machine-costs) ----------------------------------------------------------
+
+// A daemon thread that asks a database several times per request pays, per round trip, a
+// system call to send, one to receive (libmariadb: up to three), the sleep in between and the
+// wake-up by the answer. These loops measure that on this machine against a partner that only
+// echoes: the CPU one side spends per blocking round trip is a floor under the daemon's CPU
+// time per request, however little the database itself does.
+constexpr int kCostSyscalls = 200000;
+constexpr int kCostRoundTrips = 30000;
+constexpr int kCostWarmup = 2000;  // not timed: first page faults, caches, CPU frequency
+constexpr size_t kCostMessageBytes = 10;
+// The partner always answers at once; a poll this long means it is gone.
+constexpr int kCostPollMillis = 10000;
+
+struct RoundTrips {
+    double wallMicros = 0;   // per round trip
+    double cpuMicros = 0;    // the measuring thread's user + sys, per round trip
+    double waitedShare = 0;  // libmariadb way: round trips whose answer was not there yet
+};
+
+struct MachineCosts {
+    double syscallMicros = 0;
+    RoundTrips process, thread, nonblocking;
+    double durationSeconds = 0;
+    double cpuUser = 0, cpuSys = 0, cpuTotal = 0;  // this process (with the partner thread), the whole mode
+};
+
+double threadCpuSeconds() {
+    rusage usage{};
+    if (::getrusage(RUSAGE_THREAD, &usage) != 0) return 0;
+    return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+std::string systemError(const char* what) {
+    return std::string(what) + ": " + (errno ? std::strerror(errno) : "end of stream");
+}
+
+// Blocking send of all `size` bytes; false on an error.
+bool sendExactly(int fd, const char* data, size_t size) {
+    while (size > 0) {
+        ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        data += n;
+        size -= static_cast<size_t>(n);
+    }
+    return true;
+}
+
+// Blocking receive of exactly `size` bytes; false on an error or the end of the stream.
+bool recvExactly(int fd, char* data, size_t size) {
+    while (size > 0) {
+        ssize_t n = ::recv(fd, data, size, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = 0;
+            return false;
+        }
+        data += n;
+        size -= static_cast<size_t>(n);
+    }
+    return true;
+}
+
+// libmariadb's way of reading a reply (pvio_socket_read): recv(MSG_DONTWAIT), and when nothing
+// is there yet poll() and recv() again, three system calls instead of one. `waited` counts the polls.
+bool recvLikeLibmariadb(int fd, char* data, size_t size, uint64_t& waited) {
+    while (size > 0) {
+        ssize_t n = ::recv(fd, data, size, MSG_DONTWAIT);
+        if (n > 0) {
+            data += n;
+            size -= static_cast<size_t>(n);
+            continue;
+        }
+        if (n == 0) {
+            errno = 0;
+            return false;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+        ++waited;
+        pollfd pfd{fd, POLLIN, 0};
+        int ready = ::poll(&pfd, 1, kCostPollMillis);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) {
+            if (ready == 0) errno = ETIMEDOUT;
+            return false;
+        }
+    }
+    return true;
+}
+
+// The partner: receives a message and sends it back, `count` times.
+bool echo(int fd, int count) {
+    char buffer[kCostMessageBytes];
+    for (int i = 0; i < count; ++i)
+        if (!recvExactly(fd, buffer, sizeof(buffer)) || !sendExactly(fd, buffer, sizeof(buffer))) return false;
+    return true;
+}
+
+// The measuring side: kCostWarmup round trips, then kCostRoundTrips timed ones (send, then wait
+// for the answer). The partner must echo kCostWarmup + kCostRoundTrips messages.
+bool pingPong(int fd, bool nonblocking, RoundTrips& result, std::string& error) {
+    char buffer[kCostMessageBytes];
+    std::memset(buffer, 'x', sizeof(buffer));
+    uint64_t waited = 0;
+    auto roundTrip = [&]() {
+        if (!sendExactly(fd, buffer, sizeof(buffer))) {
+            error = systemError("send");
+            return false;
+        }
+        if (!(nonblocking ? recvLikeLibmariadb(fd, buffer, sizeof(buffer), waited)
+                          : recvExactly(fd, buffer, sizeof(buffer)))) {
+            error = systemError("recv");
+            return false;
+        }
+        return true;
+    };
+    for (int i = 0; i < kCostWarmup; ++i)
+        if (!roundTrip()) return false;
+    waited = 0;
+    double cpuBefore = threadCpuSeconds();
+    auto start = Clock::now();
+    for (int i = 0; i < kCostRoundTrips; ++i)
+        if (!roundTrip()) return false;
+    double wall = std::chrono::duration<double>(Clock::now() - start).count();
+    double cpu = threadCpuSeconds() - cpuBefore;
+    result.wallMicros = wall * 1e6 / kCostRoundTrips;
+    result.cpuMicros = cpu * 1e6 / kCostRoundTrips;
+    result.waitedShare = static_cast<double>(waited) / kCostRoundTrips;
+    return true;
+}
+
+// CPU per trivial system call. syscall() itself, as glibc may answer some calls without the kernel.
+double measureSyscall() {
+    auto start = Clock::now();
+    for (int i = 0; i < kCostSyscalls; ++i) ::syscall(SYS_getppid);
+    return std::chrono::duration<double>(Clock::now() - start).count() * 1e6 / kCostSyscalls;
+}
+
+// Round trips with a forked child over a unix socket pair. The child only calls recv, send
+// and _exit (safe after fork) and exits at the end of the stream; on any failure here it is
+// killed, and it is always reaped.
+bool measureProcessRoundTrips(bool nonblocking, RoundTrips& result, std::string& error) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        error = systemError("socketpair");
+        return false;
+    }
+    Fd mine(pair[0]), theirs(pair[1]);
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        error = systemError("fork");
+        return false;
+    }
+    if (pid == 0) {
+        ::close(pair[0]);
+        ::_exit(echo(pair[1], kCostWarmup + kCostRoundTrips) ? 0 : 1);
+    }
+    theirs.reset();
+    bool ok = pingPong(mine.get(), nonblocking, result, error);
+    mine.reset();  // a child still waiting sees the end of the stream
+    if (!ok) ::kill(pid, SIGKILL);
+    int status = 0;
+    pid_t reaped;
+    while ((reaped = ::waitpid(pid, &status, 0)) < 0 && errno == EINTR) {
+    }
+    if (ok && (reaped != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
+        error = reaped != pid ? systemError("waitpid") : "the echoing child process failed";
+        ok = false;
+    }
+    if (!ok) error = "process round trips: " + error;
+    return ok;
+}
+
+// The same between two threads of this process.
+bool measureThreadRoundTrips(RoundTrips& result, std::string& error) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+        error = systemError("socketpair");
+        return false;
+    }
+    Fd mine(pair[0]), theirs(pair[1]);
+    std::thread partner([fd = theirs.get()] { echo(fd, kCostWarmup + kCostRoundTrips); });
+    bool ok = pingPong(mine.get(), false, result, error);
+    if (!ok) ::shutdown(mine.get(), SHUT_RDWR);  // a partner still waiting sees the end of the stream
+    partner.join();
+    if (!ok) error = "thread round trips: " + error;
+    return ok;
+}
+
+void printMachineCosts(const MachineCosts& m, bool json) {
+    if (json) {
+        std::string out = "{\"mode\":\"machine-costs\"";
+        out += ",\"iterations\":" + std::to_string(kCostRoundTrips);
+        out += ",\"warmup_iterations\":" + std::to_string(kCostWarmup);
+        out += ",\"syscall_iterations\":" + std::to_string(kCostSyscalls);
+        out += ",\"message_bytes\":" + std::to_string(kCostMessageBytes);
+        out += ",\"syscall_us\":" + fixed(m.syscallMicros, 3);
+        out += ",\"wakeup_rt_process_wall_us\":" + fixed(m.process.wallMicros, 3);
+        out += ",\"wakeup_rt_process_cpu_us\":" + fixed(m.process.cpuMicros, 3);
+        out += ",\"wakeup_rt_thread_wall_us\":" + fixed(m.thread.wallMicros, 3);
+        out += ",\"wakeup_rt_thread_cpu_us\":" + fixed(m.thread.cpuMicros, 3);
+        out += ",\"nonblocking_rt_wall_us\":" + fixed(m.nonblocking.wallMicros, 3);
+        out += ",\"nonblocking_rt_cpu_us\":" + fixed(m.nonblocking.cpuMicros, 3);
+        out += ",\"nonblocking_rt_waited_share\":" + fixed(m.nonblocking.waitedShare, 4);
+        out += ",\"duration_s\":" + fixed(m.durationSeconds, 6);
+        out += ",\"tool_cpu_s\":" + fixed(m.cpuTotal, 6);
+        out += ",\"tool_cpu_user_s\":" + fixed(m.cpuUser, 6);
+        out += ",\"tool_cpu_sys_s\":" + fixed(m.cpuSys, 6);
+        out += "}\n";
+        std::fputs(out.c_str(), stdout);
+        std::fflush(stdout);
+        return;
+    }
+    auto row = [](const char* name, const std::string& value) {
+        std::printf("%-26s %s\n", name, value.c_str());
+    };
+    row("mode", "machine costs (no server, no requests)");
+    row("iterations", std::to_string(kCostRoundTrips) + " round trips, " + std::to_string(kCostMessageBytes) +
+                          " bytes each way (+" + std::to_string(kCostWarmup) + " untimed); " +
+                          std::to_string(kCostSyscalls) + " system calls");
+    row("syscall_us", fixed(m.syscallMicros, 3) + " (getppid, wall time per call)");
+    row("wakeup_rt_process_wall_us", fixed(m.process.wallMicros, 2) + " (blocking send + recv, forked child echoes)");
+    row("wakeup_rt_process_cpu_us", fixed(m.process.cpuMicros, 2) + " (this side only: send, sleep, be woken)");
+    row("wakeup_rt_thread_wall_us", fixed(m.thread.wallMicros, 2) + " (the same with a thread of this process)");
+    row("wakeup_rt_thread_cpu_us", fixed(m.thread.cpuMicros, 2));
+    row("nonblocking_rt_wall_us", fixed(m.nonblocking.wallMicros, 2) +
+                                      " (child process; recv MSG_DONTWAIT, poll, recv as libmariadb)");
+    row("nonblocking_rt_cpu_us", fixed(m.nonblocking.cpuMicros, 2) + " (answer not there yet in " +
+                                     fixed(m.nonblocking.waitedShare * 100, 1) + "% of round trips)");
+    row("duration_s", fixed(m.durationSeconds, 3));
+    row("tool_cpu_s", fixed(m.cpuTotal, 3) + " (user " + fixed(m.cpuUser, 3) + ", sys " + fixed(m.cpuSys, 3) +
+                          "; without the child processes)");
+    std::fflush(stdout);
+}
+
+// --machine-costs: every measurement in turn, in this process; exit 1 when one failed.
+int runMachineCosts(const Options& options) {
+    MachineCosts m;
+    double userBefore = 0, sysBefore = 0;
+    selfCpuSeconds(userBefore, sysBefore);
+    auto start = Clock::now();
+    std::string error;
+    bool ok = false;
+    try {
+        m.syscallMicros = measureSyscall();
+        ok = measureProcessRoundTrips(false, m.process, error) && measureThreadRoundTrips(m.thread, error) &&
+             measureProcessRoundTrips(true, m.nonblocking, error);
+    } catch (const std::exception& e) {  // std::thread could not start
+        error = e.what();
+    }
+    if (!ok) {
+        std::cerr << kProgName << ": machine costs: " << error << "\n";
+        return kExitErrors;
+    }
+    m.durationSeconds = std::chrono::duration<double>(Clock::now() - start).count();
+    selfCpuSeconds(m.cpuUser, m.cpuSys);
+    m.cpuUser -= userBefore;
+    m.cpuSys -= sysBefore;
+    m.cpuTotal = m.cpuUser + m.cpuSys;
+    printMachineCosts(m, options.json);
+    return kExitOk;
+}
+
 Options parseOptions(int argc, char** argv) {
     enum {
         kOptKeepalive = 1000,
@@ -1753,6 +2105,8 @@ Options parseOptions(int argc, char** argv) {
         kOptMysqlDb,
         kOptMysqlUser,
         kOptMysqlPassword,
+        kOptMergeSelects,
+        kOptMachineCosts,
     };
     static const option kLongOptions[] = {
         {"host", required_argument, nullptr, 'H'},
@@ -1776,6 +2130,8 @@ Options parseOptions(int argc, char** argv) {
         {"mysql-db", required_argument, nullptr, kOptMysqlDb},
         {"mysql-user", required_argument, nullptr, kOptMysqlUser},
         {"mysql-password", required_argument, nullptr, kOptMysqlPassword},
+        {"merge-selects", no_argument, nullptr, kOptMergeSelects},
+        {"machine-costs", no_argument, nullptr, kOptMachineCosts},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0},
@@ -1784,6 +2140,9 @@ Options parseOptions(int argc, char** argv) {
     bool hostGiven = false;
     bool newConnectionGiven = false;
     bool idleGiven = false;
+    bool connectionsGiven = false;
+    bool durationGiven = false;
+    bool requestsGiven = false;
     bool mysqlOptionGiven = false;
     bool passwordGiven = false;
     bool userGiven = false;
@@ -1802,6 +2161,7 @@ Options parseOptions(int argc, char** argv) {
             if (!parseUnsigned(optarg, value) || value < 1 || value > 10000)
                 usageError("--connections: expected 1..10000");
             options.connections = static_cast<int>(value);
+            connectionsGiven = true;
             break;
         case kOptKeepalive:
             options.keepalive = true;
@@ -1813,10 +2173,12 @@ Options parseOptions(int argc, char** argv) {
         case 'd':
             if (!parsePositiveDouble(optarg, options.durationSeconds))
                 usageError("--duration: expected a positive number of seconds");
+            durationGiven = true;
             break;
         case 'n':
             if (!parseUnsigned(optarg, value) || value < 1) usageError("--requests: expected a positive count");
             options.requests = value;
+            requestsGiven = true;
             break;
         case kOptClients:
             if (!parseUnsigned(optarg, value) || value < 1 || value > 1000000)
@@ -1875,6 +2237,12 @@ Options parseOptions(int argc, char** argv) {
             mysqlOptionGiven = true;
             passwordGiven = true;
             break;
+        case kOptMergeSelects:
+            options.mergeSelects = true;
+            break;
+        case kOptMachineCosts:
+            options.machineCosts = true;
+            break;
         case 'h':
             printUsage(std::cout);
             std::exit(kExitOk);
@@ -1887,6 +2255,30 @@ Options parseOptions(int argc, char** argv) {
         }
     }
     if (optind < argc) usageError(std::string("unexpected argument '") + argv[optind] + "'");
+    if (options.machineCosts) {
+        // Name every option given that the mode would silently ignore.
+        std::string conflicts;
+        auto conflict = [&conflicts](bool given, const char* name) {
+            if (given) conflicts += (conflicts.empty() ? "" : ", ") + std::string(name);
+        };
+        conflict(hostGiven, "--host");
+        conflict(!options.socketPath.empty(), "--socket");
+        conflict(options.ceilingProtocol, "--ceiling-protocol");
+        conflict(options.ceilingSql, "--ceiling-sql");
+        conflict(options.mergeSelects, "--merge-selects");
+        conflict(mysqlOptionGiven, "--mysql-*");
+        conflict(newConnectionGiven, "--new-connection");
+        conflict(idleGiven, "--idle");
+        conflict(options.daemonPid != 0, "--daemon-pid");
+        conflict(options.listClients, "--list-clients");
+        conflict(connectionsGiven, "-c/--connections");
+        conflict(durationGiven, "-d/--duration");
+        conflict(requestsGiven, "-n/--requests");
+        if (!conflicts.empty())
+            usageError("--machine-costs sends no requests and needs no server; drop " + conflicts);
+        return options;
+    }
+    if (options.mergeSelects && !options.ceilingSql) usageError("--merge-selects belongs to --ceiling-sql");
     if (hostGiven && !options.socketPath.empty()) usageError("give either --host or --socket, not both");
     if (options.ceilingProtocol && (hostGiven || !options.socketPath.empty()))
         usageError("--ceiling-protocol starts its own responder; drop --host/--socket");
@@ -1960,6 +2352,8 @@ SqlTarget sqlTargetFrom(const Options& options) {
 
 int main(int argc, char** argv) {
     Options options = parseOptions(argc, argv);
+
+    if (options.machineCosts) return runMachineCosts(options);
 
     if (options.listClients) {
         // clientAddress() repeats after 762 indexes: print each address once.
@@ -2101,6 +2495,7 @@ int main(int argc, char** argv) {
     report.connections = threads;
     report.durationSeconds = std::chrono::duration<double>(end - start).count();
     report.sql = options.ceilingSql;
+    report.mergeSelects = options.mergeSelects;
 
     std::vector<uint32_t> latencies;
     std::map<std::string, uint64_t> actions;

@@ -16,13 +16,19 @@
 #               statements per message (quota never defers: every client has a policy
 #               with quota_count 1000000000);
 #    each with 1, 8 and 32 connections, kept alive or one new connection per request, each
-#    cell DURATION seconds (after a 1 s warm-up per series), with mtpolicyd-bench.
+#    cell DURATION seconds (after a 1 s warm-up at its own concurrency), with mtpolicyd-bench.
 #  * The machine's ceilings at the same concurrency: the protocol ceiling (an in-process
 #    epoll responder that answers "action=dunno", for the trivial rows) and the SQL ceiling
 #    (the how-to's statements sent straight to the same MariaDB, for the howto rows). The
 #    protocol ceiling runs in both modes (a new connection per request too); the howto
 #    new-connection rows are compared with the SQL ceiling, which opens no connections.
 #  * mysqld's CPU per request for the howto rows (utime+stime of mysqld before and after).
+#  * The SQL ceiling at 8 connections once more with the two SELECTs merged into one compound
+#    statement (mtpolicyd-bench --merge-selects): whether one round trip fewer would pay.
+#  * What a wake-up costs on this machine (mtpolicyd-bench --machine-costs, before anything
+#    else starts): a system call, a blocking round trip between two processes and between two
+#    threads. A kept-alive how-to request sleeps four times in the daemon (the request, three
+#    database answers), which bounds its CPU per request from below.
 #  * The RSS of every process involved after the runs.
 #  * Memory (unless --no-memory; on a freshly restarted daemon of ours, Perl takes no part):
 #    (a) the RSS of our workers over 1,000,000 requests
@@ -181,6 +187,8 @@ bench_has() { "$BENCH" --help 2>&1 | grep -q -- "$1"; }
 HAVE_CEILING_SQL=0; bench_has --ceiling-sql && HAVE_CEILING_SQL=1
 HAVE_LIST_CLIENTS=0; bench_has --list-clients && HAVE_LIST_CLIENTS=1
 HAVE_IDLE=0; bench_has '--idle N' && HAVE_IDLE=1
+HAVE_MACHINE_COSTS=0; bench_has --machine-costs && HAVE_MACHINE_COSTS=1
+HAVE_MERGE_SELECTS=0; bench_has --merge-selects && HAVE_MERGE_SELECTS=1
 # --ceiling-sql may be listed in the help before it works: probe it with a bad socket below.
 
 # --- temp dir, output dir, cleanup -------------------------------------------------------------
@@ -351,7 +359,7 @@ def cmd_report(args):
     P(f"  peer     {meta['perl']}")
     P(f"  mariadb  {meta['mariadb']} ({meta['mysqld_opts']})")
     P(f"  load     mtpolicyd-bench, {meta['clients']} client addresses, {meta['duration']} s per cell,"
-      f" 1 s warm-up per series; fd limit {meta['nofile']}")
+      f" 1 s warm-up per cell; fd limit {meta['nofile']}")
     P(f"  loadavg  {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end"
       + ("  (NOTE: other processes were busy: the figures are noisy)"
          if max(float(meta['loadavg_start'].split()[0]), float(meta['loadavg_end'].split()[0]))
@@ -465,6 +473,27 @@ def cmd_report(args):
         P("  server cpu/r: the in-process responder thread (protocol), mysqld (sql); tool cpu/r: the")
         P("  load side of mtpolicyd-bench. In the main table, the daemons' runs had the bench on the")
         P("  same CPUs too: its own CPU per request is in results.jsonl (tool_cpu_us_per_request).")
+        P("  ceiling-sql-merged: the two SELECTs as one compound statement (--merge-selects).")
+        P("")
+
+    mc = find(kind="machine")
+    if mc:
+        x = mc.get("result") if isinstance(mc.get("result"), dict) else None
+        P("machine costs (mtpolicyd-bench --machine-costs, measured before the daemons started)")
+        if not x:
+            P("  - (no result; see bench-stderr.log)")
+        else:
+            P(f"  system call {num(x.get('syscall_us'), 2)} us; blocking round trip over a unix socket:"
+              f" between processes {num(x.get('wakeup_rt_process_wall_us'), 1)} us wall,"
+              f" {num(x.get('wakeup_rt_process_cpu_us'), 1)} us CPU per side;")
+            P(f"  between threads {num(x.get('wakeup_rt_thread_wall_us'), 1)} us wall,"
+              f" {num(x.get('wakeup_rt_thread_cpu_us'), 1)} us CPU per side; as libmariadb waits"
+              f" (recv, poll, recv): {num(x.get('nonblocking_rt_cpu_us'), 1)} us CPU per side.")
+            wp, wn = x.get("wakeup_rt_process_cpu_us"), x.get("nonblocking_rt_cpu_us")
+            if wp and wn:
+                P(f"  A kept-alive how-to request sleeps at least four times in the daemon (the request,"
+                  f" three database answers): ~{wp + 3 * wn:.0f} us of CPU")
+                P(f"  (one round trip + three as libmariadb waits) before any work; a trivial one once.")
         P("")
 
     rss = [r for r in recs if r.get("kind") == "rss"]
@@ -793,6 +822,12 @@ start_ours() {
         die "our mtpolicyd did not answer (log: $T/ours.log)"
     fi
 }
+if ((HAVE_MACHINE_COSTS && RUN_MATRIX)); then
+    say "machine costs (mtpolicyd-bench --machine-costs)"
+    record '"kind":"machine","who":"-","chain":"-","engine":"-","conns":0,"mode":"-"' \
+        "$BENCH" --machine-costs --json
+fi
+
 : >"$T/ours.log"
 if ((RUN_MATRIX)); then start_ours howto; else start_ours; fi
 
@@ -855,15 +890,15 @@ fields() { # who chain engine conns mode
 MAXC=0
 for n in $CONNS; do ((n > MAXC)) && MAXC=$n; done
 
-# One series: a 1 s warm-up at the largest N, then one cell per N.
+# One series: per N a 1 s warm-up at that N, then the cell. (A single warm-up at the largest
+# N left the smaller cells running beside the extra workers it had made the master start.)
 series() { # who chain engine mode port pid
     local who=$1 chain=$2 engine=$3 mode=$4 port=$5 pid=$6 n
     local -a modeopt=()
     [[ $mode == new ]] && modeopt=(--new-connection)
-    say "  warm-up $who $chain $engine $mode"
-    "$BENCH" -H "127.0.0.1:$port" -c "$MAXC" "${modeopt[@]}" -d 1 --clients "$CLIENTS" \
-        --json >>"$OUT/warmup.jsonl" 2>>"$OUT/bench-stderr.log" || true
     for n in $CONNS; do
+        "$BENCH" -H "127.0.0.1:$port" -c "$n" "${modeopt[@]}" -d 1 --clients "$CLIENTS" \
+            --json >>"$OUT/warmup.jsonl" 2>>"$OUT/bench-stderr.log" || true
         record "$(fields "$who" "$chain" "$engine" "$n" "$mode")" \
             "$BENCH" -H "127.0.0.1:$port" -c "$n" "${modeopt[@]}" -d "$DURATION" \
             --clients "$CLIENTS" --daemon-pid "$pid" --json
@@ -915,6 +950,14 @@ if ((RUN_MATRIX)); then
                     --mysql-user root -c "$n" -d "$DURATION" --clients "$CLIENTS" \
                     --daemon-pid "$MYSQLD_PID" --json
             done
+            if ((HAVE_MERGE_SELECTS)); then
+                # The same with the two SELECTs merged into one compound statement (one round
+                # trip fewer), at 8 connections: does a merged read pay on this machine?
+                record "$(fields ceiling-sql-merged howto "$engine" 8 keep-alive)" \
+                    "$BENCH" --ceiling-sql --merge-selects --mysql-socket "$T/sock" --mysql-db mtpolicyd \
+                    --mysql-user root -c 8 -d "$DURATION" --clients "$CLIENTS" \
+                    --daemon-pid "$MYSQLD_PID" --json
+            fi
         else
             CEILING_NOTE="this mtpolicyd-bench has no --ceiling-sql yet: no SQL ceiling for the howto rows"
         fi
