@@ -16,7 +16,8 @@
 #               statements per message (quota never defers: every client has a policy
 #               with quota_count 1000000000);
 #    each with 1, 8 and 32 connections, kept alive or one new connection per request, each
-#    cell DURATION seconds (after a 1 s warm-up at its own concurrency), with mtpolicyd-bench.
+#    cell DURATION seconds (after a 1 s warm-up at its own concurrency), with mtpolicyd-bench;
+#    before each series the other daemon is given time to go quiet (see settle()).
 #  * The machine's ceilings at the same concurrency: the protocol ceiling (an in-process
 #    epoll responder that answers "action=dunno", for the trivial rows) and the SQL ceiling
 #    (the how-to's statements sent straight to the same MariaDB, for the howto rows). The
@@ -25,8 +26,8 @@
 #  * mysqld's CPU per request for the howto rows (utime+stime of mysqld before and after).
 #  * The SQL ceiling at 8 connections once more with the two SELECTs merged into one compound
 #    statement (mtpolicyd-bench --merge-selects): whether one round trip fewer would pay.
-#  * What a wake-up costs on this machine (mtpolicyd-bench --machine-costs, before anything
-#    else starts): a system call, a blocking round trip between two processes and between two
+#  * What a wake-up costs on this machine (mtpolicyd-bench --machine-costs, with the daemons
+#    idle, before the matrix): a system call, a blocking round trip between two processes and between two
 #    threads. A kept-alive how-to request sleeps four times in the daemon (the request, three
 #    database answers), which bounds its CPU per request from below.
 #  * The RSS of every process involved after the runs.
@@ -360,6 +361,9 @@ def cmd_report(args):
     P(f"  mariadb  {meta['mariadb']} ({meta['mysqld_opts']})")
     P(f"  load     mtpolicyd-bench, {meta['clients']} client addresses, {meta['duration']} s per cell,"
       f" 1 s warm-up per cell; fd limit {meta['nofile']}")
+    if meta.get("settle_seconds"):
+        P(f"  settle   before each series the other daemon was let go quiet (12 s without process"
+          f" changes or CPU): {meta['settle_seconds']} s in all")
     P(f"  loadavg  {meta['loadavg_start']} at the start, {meta['loadavg_end']} at the end"
       + ("  (NOTE: other processes were busy: the figures are noisy)"
          if max(float(meta['loadavg_start'].split()[0]), float(meta['loadavg_end'].split()[0]))
@@ -479,7 +483,7 @@ def cmd_report(args):
     mc = find(kind="machine")
     if mc:
         x = mc.get("result") if isinstance(mc.get("result"), dict) else None
-        P("machine costs (mtpolicyd-bench --machine-costs, measured before the daemons started)")
+        P("machine costs (mtpolicyd-bench --machine-costs, the daemons idle, before the matrix)")
         if not x:
             P("  - (no result; see bench-stderr.log)")
         else:
@@ -822,12 +826,6 @@ start_ours() {
         die "our mtpolicyd did not answer (log: $T/ours.log)"
     fi
 }
-if ((HAVE_MACHINE_COSTS && RUN_MATRIX)); then
-    say "machine costs (mtpolicyd-bench --machine-costs)"
-    record '"kind":"machine","who":"-","chain":"-","engine":"-","conns":0,"mode":"-"' \
-        "$BENCH" --machine-costs --json
-fi
-
 : >"$T/ours.log"
 if ((RUN_MATRIX)); then start_ours howto; else start_ours; fi
 
@@ -890,12 +888,44 @@ fields() { # who chain engine conns mode
 MAXC=0
 for n in $CONNS; do ((n > MAXC)) && MAXC=$n; done
 
+# settle PID...: waits until the process trees of the given daemons have kept the same
+# processes for 12 s while using next to no CPU (at most 60 s). After a load, a prefork
+# daemon stops its spare workers some seconds later (the Perl mtpolicyd 30 at once): done
+# during the other daemon's cells, that cost them up to three quarters of their rate in
+# the new-connection cells. Then the peer's housekeeping is over before a series starts.
+settle() {
+    local stable=0 waited=0 prev="" now ticks p
+    local -a roots=() tree
+    for p in "$@"; do [[ -n $p ]] && roots+=("$p"); done
+    ((${#roots[@]})) || return 0
+    while ((waited < 60)); do
+        tree=()
+        for p in "${roots[@]}"; do tree+=("$p"); mapfile -t -O "${#tree[@]}" tree < <(descendants "$p"); done
+        ticks=0
+        for p in "${tree[@]}"; do ticks=$((ticks + $(cpu_ticks "$p" 2>/dev/null || echo 0))); done
+        now="${tree[*]}"
+        if [[ -n $prev && $now == "${prev%%:*}" && $((ticks - ${prev##*:})) -le 2 ]]; then
+            stable=$((stable + 1))
+            ((stable < 12)) || break
+        else
+            stable=0
+        fi
+        prev="$now:$ticks"
+        sleep 1
+        waited=$((waited + 1))
+    done
+    ((waited < 60)) || say "  daemons not quiet after 60 s; going on"
+    SETTLE_SECONDS=$((SETTLE_SECONDS + waited))
+}
+SETTLE_SECONDS=0
+
 # One series: per N a 1 s warm-up at that N, then the cell. (A single warm-up at the largest
 # N left the smaller cells running beside the extra workers it had made the master start.)
 series() { # who chain engine mode port pid
     local who=$1 chain=$2 engine=$3 mode=$4 port=$5 pid=$6 n
     local -a modeopt=()
     [[ $mode == new ]] && modeopt=(--new-connection)
+    if [[ $who == ours ]]; then settle "$PERL_PID"; else settle "$OURS_PID"; fi
     for n in $CONNS; do
         "$BENCH" -H "127.0.0.1:$port" -c "$n" "${modeopt[@]}" -d 1 --clients "$CLIENTS" \
             --json >>"$OUT/warmup.jsonl" 2>>"$OUT/bench-stderr.log" || true
@@ -905,6 +935,12 @@ series() { # who chain engine mode port pid
     done
 }
 
+if ((HAVE_MACHINE_COSTS && RUN_MATRIX)); then
+    say "machine costs (mtpolicyd-bench --machine-costs)"
+    record '"kind":"machine","who":"-","chain":"-","engine":"-","conns":0,"mode":"-"' \
+        "$BENCH" --machine-costs --json
+fi
+
 CEILING_NOTE=""
 if ((RUN_MATRIX)); then
     say "trivial chain"
@@ -913,6 +949,7 @@ if ((RUN_MATRIX)); then
         if ((USE_PERL)); then series perl trivial - "$mode" "$PERL_P1" "$PERL_PID"; fi
     done
     say "protocol ceiling"
+    settle "$OURS_PID" "$PERL_PID"
     for mode in keep-alive new; do
         modeopt=()
         [[ $mode == new ]] && modeopt=(--new-connection)
@@ -944,6 +981,7 @@ if ((RUN_MATRIX)); then
         done
         if ((HAVE_CEILING_SQL)); then
             say "SQL ceiling ($engine)"
+            settle "$OURS_PID" "$PERL_PID"
             for n in $CONNS; do
                 record "$(fields ceiling-sql howto "$engine" "$n" keep-alive)" \
                     "$BENCH" --ceiling-sql --mysql-socket "$T/sock" --mysql-db mtpolicyd \
@@ -1042,6 +1080,7 @@ env_prefix="DURATION=$DURATION ENGINES=\"$ENGINES\""
     echo "perl_note=$PERL_NOTE"
     echo "ceiling_note=${CEILING_NOTE%; }"
     echo "elapsed=$((SECONDS - START_SECONDS))"
+    echo "settle_seconds=$SETTLE_SECONDS"
     echo "loadavg_start=$LOADAVG_START"
     echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/meta.txt"
