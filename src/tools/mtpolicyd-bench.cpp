@@ -503,6 +503,14 @@ struct LoadPlan {
     std::atomic<uint64_t> claimed{0};
 };
 
+// CPU time (user + sys) of the calling thread, in seconds.
+double threadCpuSeconds() {
+    rusage usage{};
+    if (::getrusage(RUSAGE_THREAD, &usage) != 0) return 0;
+    return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
 bool shouldStop(const LoadPlan& plan, Clock::time_point now) {
     return gStop.load(std::memory_order_relaxed) || now >= plan.deadline;
 }
@@ -1398,10 +1406,7 @@ class Responder {
                 if (!alive) connections_.erase(it);  // closes the fd (and drops it from epoll)
             }
         }
-        rusage usage{};
-        if (::getrusage(RUSAGE_THREAD, &usage) == 0)
-            cpuSeconds_ = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+        cpuSeconds_ = threadCpuSeconds();
         connections_.clear();
     }
 
@@ -1848,13 +1853,6 @@ struct MachineCosts {
     double durationSeconds = 0;
     double cpuUser = 0, cpuSys = 0, cpuTotal = 0;  // this process (with the partner thread), the whole mode
 };
-
-double threadCpuSeconds() {
-    rusage usage{};
-    if (::getrusage(RUSAGE_THREAD, &usage) != 0) return 0;
-    return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-           static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
 
 std::string systemError(const char* what) {
     return std::string(what) + ": " + (errno ? std::strerror(errno) : "end of stream");

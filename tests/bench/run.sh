@@ -885,8 +885,6 @@ fields() { # who chain engine conns mode
     printf '"kind":"cell","who":"%s","chain":"%s","engine":"%s","conns":%d,"mode":"%s"' "$@"
 }
 
-MAXC=0
-for n in $CONNS; do ((n > MAXC)) && MAXC=$n; done
 
 # settle PID...: waits until the process trees of the given daemons have kept the same
 # processes for 12 s while using next to no CPU (at most 60 s). After a load, a prefork
